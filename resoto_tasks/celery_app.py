@@ -1,0 +1,95 @@
+"""The Celery app ``resoto_tasks``: JSON only, one queue per concern, acks late.
+
+``celery -A resoto_tasks worker -Q collect`` finds this app as ``resoto_tasks.app``. The core
+never imports ``worker/`` or ``beat/``: their task modules are named here by string and imported
+by the worker at start-up, together with the user's hook modules (``RESOTO_HOOK_MODULES``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from resoto_tasks.routing import QUEUES, WORKFLOW
+from resoto_tasks.settings import Settings, get_settings
+from resoto_tasks.worker_boot import WORKER_CLI_OPTIONS, ResotoWorkerStep
+
+CORE_TASK_MODULES = ["resoto_tasks.tasks"]
+WORKER_TASK_MODULES: list[str] = []  # worker.collect, worker.cleanup, worker.metrics join as they land
+
+
+def _ssl_options(url: str) -> dict[str, Any] | None:
+    """TLS for ``rediss://`` URLs; certificates are verified unless the URL says otherwise."""
+    if not url.startswith("rediss://"):
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def make_config(settings: Settings) -> dict[str, Any]:
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_connect_timeout": 5,
+        "retry_on_timeout": True,
+    }
+    config: dict[str, Any] = {
+        "broker_url": settings.broker,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "broker_connection_retry_on_startup": True,
+        "result_expires": 86400,
+        "result_extended": False,
+        "task_track_started": False,
+        "task_default_queue": WORKFLOW,
+        "task_queues": [Queue(q, routing_key=q) for q in QUEUES],
+        "task_create_missing_queues": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "timezone": settings.timezone,
+        "enable_utc": True,
+        "include": CORE_TASK_MODULES + WORKER_TASK_MODULES + list(settings.hook_modules),
+        "beat_scheduler": "beat.scheduler:ResotoScheduler",
+        "beat_max_loop_interval": settings.beat_max_loop_interval_s,
+        "redbeat_redis_url": settings.redbeat,
+        "redbeat_key_prefix": _redbeat_prefix(settings),
+        "redbeat_lock_timeout": int(settings.beat_lock_timeout_s),
+    }
+    broker_ssl = _ssl_options(settings.broker)
+    if broker_ssl:
+        config["broker_use_ssl"] = broker_ssl
+    backend_ssl = _ssl_options(settings.result_backend)
+    if backend_ssl:
+        config["redis_backend_use_ssl"] = backend_ssl
+    redbeat_ssl = _ssl_options(settings.redbeat)
+    if redbeat_ssl:
+        config["redbeat_redis_use_ssl"] = redbeat_ssl
+    return config
+
+
+def _redbeat_prefix(settings: Settings) -> str:
+    return f"{settings.key_prefix}:beat:"
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery_app = Celery("resoto_tasks")
+    celery_app.conf.update(make_config(settings))
+    for option in WORKER_CLI_OPTIONS:
+        celery_app.user_options["worker"].add(option)
+    celery_app.steps["worker"].add(ResotoWorkerStep)
+    return celery_app
+
+
+app = create_app()

@@ -1,0 +1,121 @@
+"""The Redis key schema of the orchestrator: every key is built here and nowhere else.
+
+All keys start with ``RESOTO_KEY_PREFIX`` (default ``resoto``).
+
+=================================  ======  =====================  ==========================================
+key                                type    TTL                    written by
+=================================  ======  =====================  ==========================================
+``{p}:run:{id}``                   string  retention              runs.RunStore (JSON run record, WATCH/MULTI)
+``{p}:run:{id}:outcomes``          hash    retention              subscriber tasks (``{step}/{sub}`` -> JSON)
+``{p}:run:{id}:progress``          hash    retention              subscriber tasks (``{step}/{sub}`` -> JSON)
+``{p}:run:{id}:abort``             string  retention              runs.RunStore.cancel (abort flag)
+``{p}:runs``                       zset    -                      index of all runs, score = created ms
+``{p}:runs:wf:{name}``             zset    -                      index of one workflow's runs
+``{p}:runs:active``                set     -                      ids of runs in status running
+``{p}:wf:{name}:active``           set     -                      ids of running runs of one workflow
+``{p}:wf:{name}:queued``           string  -                      id of the one queued (``wait``) run
+``{p}:slot:{name}:{due}``          string  retention              run id that took a schedule slot
+``{p}:dispatch:{id}:{step}:{ep}``  string  claim TTL              the process dispatching a step
+``{p}:subs:def``                   hash    -                      subscription key -> JSON definition
+``{p}:subs:live``                  zset    -                      ``{sub}|{holder}``, score = expiry ms
+``{p}:events``                     stream  MAXLEN ~               every event and run/step transition
+``{p}:workflows``                  hash    -                      user workflows added at runtime (YAML)
+``{p}:workflows:version``          string  -                      bumped on every workflow change
+``{p}:schedule:paused``            hash    -                      workflow -> JSON {note, at}
+``{p}:supervisor:lock``            string  one period             the process running a supervisor tick
+``{p}:worker:{hostname}``          string  subscriber TTL         a worker's heartbeat (JSON: queues, pid)
+=================================  ======  =====================  ==========================================
+"""
+
+from __future__ import annotations
+
+from resoto_tasks.settings import get_settings
+
+
+def _p() -> str:
+    return get_settings().key_prefix
+
+
+def run(run_id: str) -> str:
+    return f"{_p()}:run:{run_id}"
+
+
+def run_outcomes(run_id: str) -> str:
+    return f"{_p()}:run:{run_id}:outcomes"
+
+
+def run_progress(run_id: str) -> str:
+    return f"{_p()}:run:{run_id}:progress"
+
+
+def run_abort(run_id: str) -> str:
+    return f"{_p()}:run:{run_id}:abort"
+
+
+def outcome_field(step_index: int, subscriber_id: str) -> str:
+    return f"{step_index}/{subscriber_id}"
+
+
+def runs_index() -> str:
+    return f"{_p()}:runs"
+
+
+def runs_of_workflow(name: str) -> str:
+    return f"{_p()}:runs:wf:{name}"
+
+
+def runs_active() -> str:
+    return f"{_p()}:runs:active"
+
+
+def workflow_active(name: str) -> str:
+    return f"{_p()}:wf:{name}:active"
+
+
+def workflow_queued(name: str) -> str:
+    return f"{_p()}:wf:{name}:queued"
+
+
+def slot(name: str, due_iso: str) -> str:
+    return f"{_p()}:slot:{name}:{due_iso}"
+
+
+def dispatch_claim(run_id: str, step_index: int, epoch: int) -> str:
+    return f"{_p()}:dispatch:{run_id}:{step_index}:{epoch}"
+
+
+def subscriptions() -> str:
+    return f"{_p()}:subs:def"
+
+
+def subscriptions_live() -> str:
+    return f"{_p()}:subs:live"
+
+
+def events() -> str:
+    return f"{_p()}:events"
+
+
+def workflows() -> str:
+    return f"{_p()}:workflows"
+
+
+def workflows_version() -> str:
+    return f"{_p()}:workflows:version"
+
+
+def schedule_paused() -> str:
+    return f"{_p()}:schedule:paused"
+
+
+def supervisor_lock() -> str:
+    return f"{_p()}:supervisor:lock"
+
+
+def redbeat_prefix() -> str:
+    return f"{_p()}:beat:"
+
+
+def worker_alive(hostname: str) -> str:
+    """``{p}:worker:{hostname}`` (string, TTL = subscriber TTL): a worker's heartbeat."""
+    return f"{_p()}:worker:{hostname}"

@@ -1,0 +1,283 @@
+"""Subscribers: who answers an action, and the task wrapper every subscriber runs in.
+
+A subscription is ``(action, subscriber id, task, queue, timeout, wait_for_completion)``.
+Workers register theirs in Redis when they start and renew them by heartbeat; a subscription
+lives while at least one worker (a *holder*) renews it, so a dead worker's subscriptions expire
+within the TTL while the same subscription held by a live worker stays.
+
+Two ways to become a subscriber:
+
+* :func:`subscriber` turns a function into a Celery task *and* a static subscription of one
+  action (this is how users hook into ``post_collect`` and the like);
+* :func:`action_task` makes only the task, and :func:`subscription_source` registers a function
+  that computes subscriptions from the worker's options (one per provider account, say).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from resoto_tasks import keys, runs
+from resoto_tasks.celery_app import app
+from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, Subscription
+from resoto_tasks.redis_conn import client
+from resoto_tasks.routing import queue_for_action
+from resoto_tasks.settings import get_settings
+from resoto_tasks.timeutil import iso, now_ms, utcnow
+from resoto_tasks.worker_options import WorkerOptions
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+ActionFn = Callable[["ActionContext"], Any]
+SubscriptionSource = Callable[[WorkerOptions], list[Subscription]]
+
+_static: list[Subscription] = []
+_sources: list[SubscriptionSource] = []
+
+
+class Aborted(Exception):  # noqa: N818 - reads as "raise Aborted" in hooks
+    """Raised by :meth:`ActionContext.check_abort` when the run was cancelled."""
+
+
+@dataclass
+class ActionContext:
+    """What a subscriber function gets: the run and step it serves, progress and abort."""
+
+    message: ActionMessage
+    task: Task | None = None
+    _last_progress_ms: int = field(default=0, repr=False)
+
+    @property
+    def run_id(self) -> str:
+        return self.message.run_id
+
+    @property
+    def workflow(self) -> str:
+        return self.message.workflow
+
+    @property
+    def action(self) -> str:
+        return self.message.action
+
+    @property
+    def step(self) -> str:
+        return self.message.step
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.message.kwargs
+
+    @property
+    def aborted(self) -> bool:
+        """True once the run was cancelled; long subscribers check it between batches."""
+        return runs.is_aborted(self.message.run_id)
+
+    def check_abort(self) -> None:
+        """Raise :class:`Aborted` if the run was cancelled."""
+        if self.aborted:
+            raise Aborted(f"run {self.run_id} was cancelled")
+
+    def progress(self, current: int, total: int | None = None, message: str | None = None) -> None:
+        """Report progress: into the run record and as Celery task state (Flower shows it).
+
+        Throttled to one write per 200 ms except the final one (``current == total``).
+        """
+        now = now_ms()
+        if now - self._last_progress_ms < 200 and (total is None or current < total):
+            return
+        self._last_progress_ms = now
+        runs.record_progress(self.message, current, total, message)
+        if self.task is not None and self.task.request.id:
+            self.task.update_state(
+                state="PROGRESS",
+                meta={
+                    "run_id": self.run_id,
+                    "step": self.step,
+                    "subscriber": self.message.subscriber_id,
+                    "current": current,
+                    "total": total,
+                },
+            )
+
+
+def _json_safe(value: Any) -> tuple[Any, str | None]:
+    """``value`` if it encodes as JSON (cut to 4 KB), else ``None`` and why not."""
+    try:
+        encoded = json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        return None, f"returned a value that is not JSON ({type(value).__name__}): {exc}"
+    if len(encoded) > 4096:
+        return {"truncated": encoded[:4000]}, None
+    return value, None
+
+
+def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, Any]:
+    """Run ``fn`` for one action message and record its outcome; never raises.
+
+    Exceptions become an ``error`` outcome so that a failing subscriber never fails the chord
+    (a failed chord header would skip the step callback and fail the rest of the canvas).
+    """
+    message = ActionMessage.model_validate(raw)
+    started = iso(utcnow())
+    ctx = ActionContext(message=message, task=task)
+    status, error, result = OutcomeStatus.done, None, None
+    t0 = time.monotonic()
+    try:
+        if runs.is_aborted(message.run_id):
+            raise Aborted(f"run {message.run_id} was cancelled before the task started")
+        result, error = _json_safe(fn(ctx))
+        if error is not None:
+            status = OutcomeStatus.error
+    except SoftTimeLimitExceeded:
+        status, error = OutcomeStatus.error, "soft time limit exceeded"
+    except Aborted as exc:
+        status, error = OutcomeStatus.error, f"aborted: {exc}"
+    except Exception as exc:
+        status, error = OutcomeStatus.error, f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning(
+            "run=%s step=%s subscriber=%s raised %s",
+            message.run_id, message.step, message.subscriber_id, error,
+        )
+    outcome = Outcome(
+        subscriber_id=message.subscriber_id,
+        status=status,
+        error=error,
+        result=result,
+        started_at=started,
+        finished_at=iso(utcnow()),
+        blocking=message.blocking,
+    )
+    runs.record_outcome(message, outcome)
+    log.info(
+        "run=%s step=%s subscriber=%s %s in %.3fs",
+        message.run_id, message.step, message.subscriber_id, status.value, time.monotonic() - t0,
+    )
+    return {"subscriber_id": message.subscriber_id, "status": status.value}
+
+
+def action_task(name: str, queue: str) -> Callable[[ActionFn], Task]:
+    """Make ``fn(ctx)`` a Celery task that answers action messages (see :func:`execute`)."""
+
+    def decorate(fn: ActionFn) -> Task:
+        def body(self: Task, message: dict[str, Any]) -> dict[str, Any]:
+            return execute(fn, self, message)
+
+        body.__name__ = fn.__name__
+        body.__doc__ = fn.__doc__
+        body.__module__ = fn.__module__
+        task: Task = app.task(name=name, bind=True, queue=queue)(body)
+        return task
+
+    return decorate
+
+
+def subscriber(
+    action: str,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout: float = 300.0,
+    blocking: bool = True,
+) -> Callable[[ActionFn], Task]:
+    """Subscribe ``fn(ctx)`` to ``action``; a worker that imports the module registers it.
+
+    ``blocking=False`` sends the task alongside the step without waiting for it.
+    The task goes to ``queue``, by default the action's queue (see :mod:`resoto_tasks.routing`).
+    """
+    target = queue or queue_for_action(action)
+
+    def decorate(fn: ActionFn) -> Task:
+        task_name = name or f"resoto.hook.{fn.__module__}.{fn.__name__}"
+        task = action_task(task_name, target)(fn)
+        _static.append(
+            Subscription(
+                action=action,
+                subscriber_id=task_name,
+                task=task_name,
+                queue=target,
+                timeout=timeout,
+                wait_for_completion=blocking,
+            )
+        )
+        return task
+
+    return decorate
+
+
+def subscription_source(fn: SubscriptionSource) -> SubscriptionSource:
+    """Register ``fn(options) -> [Subscription]``, asked when a worker starts."""
+    _sources.append(fn)
+    return fn
+
+
+def subscriptions_for(options: WorkerOptions) -> list[Subscription]:
+    """Every subscription this worker holds: static hooks and sources, on the queues it consumes."""
+    found = list(_static)
+    for source in _sources:
+        found.extend(source(options))
+    queues = set(options.queues)
+    return [s for s in found if not queues or s.queue in queues]
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry in Redis
+# ---------------------------------------------------------------------------------------------
+
+
+def register(subs: list[Subscription], holder: str, ttl_s: float | None = None) -> None:
+    """Store ``subs`` and mark ``holder`` as keeping them alive for ``ttl_s`` (also the heartbeat)."""
+    if not subs:
+        return
+    ttl = ttl_s if ttl_s is not None else get_settings().subscriber_ttl_s
+    expires = now_ms() + int(ttl * 1000)
+    pipe = client().pipeline(transaction=True)
+    pipe.hset(keys.subscriptions(), mapping={s.key: s.model_dump_json() for s in subs})
+    pipe.zadd(keys.subscriptions_live(), {f"{s.key}|{holder}": expires for s in subs})
+    pipe.execute()
+
+
+def unregister(holder: str) -> None:
+    """Drop every liveness entry of ``holder`` (a worker shutting down cleanly)."""
+    r = client()
+    members = [m for m in r.zrange(keys.subscriptions_live(), 0, -1) if m.rsplit("|", 1)[-1] == holder]
+    if members:
+        r.zrem(keys.subscriptions_live(), *members)
+
+
+def live(action: str | None = None, at_ms: int | None = None) -> list[Subscription]:
+    """Subscriptions with at least one live holder, optionally only those of ``action``.
+
+    Expired liveness entries are pruned on the way (cheap: one ZREMRANGEBYSCORE).
+    """
+    r = client()
+    now = at_ms if at_ms is not None else now_ms()
+    pipe = r.pipeline(transaction=False)
+    pipe.zremrangebyscore(keys.subscriptions_live(), "-inf", now)
+    pipe.zrange(keys.subscriptions_live(), 0, -1)
+    _, members = pipe.execute()
+    live_keys = sorted({m.rsplit("|", 1)[0] for m in members})
+    if action is not None:
+        live_keys = [k for k in live_keys if k.split("/", 1)[0] == action]
+    if not live_keys:
+        return []
+    raw = r.hmget(keys.subscriptions(), live_keys)
+    return [Subscription.model_validate_json(v) for v in raw if v]
+
+
+def holders() -> dict[str, list[str]]:
+    """Subscription key -> the holders keeping it alive (for ``subscribers list``)."""
+    found: dict[str, list[str]] = {}
+    for member in client().zrangebyscore(keys.subscriptions_live(), now_ms(), "+inf"):
+        key, holder = member.rsplit("|", 1)
+        found.setdefault(key, []).append(holder)
+    return found

@@ -1,0 +1,55 @@
+"""Clock helpers: UTC everywhere, units in names, ISO 8601 at the edges."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def from_ms(ms: int | float) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def to_ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, milliseconds kept; ``None`` stays ``None``."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_interval_s(text: str | int | float | timedelta) -> float:
+    """Seconds in an interval written as ``30s``, ``5m``, ``1h``, ``2d``, ``1w`` or a number.
+
+    Raises:
+        ValueError: the text is not such an interval, or it is not positive.
+    """
+    if isinstance(text, timedelta):
+        seconds = text.total_seconds()
+    elif isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    elif isinstance(text, str):
+        match = _DURATION.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not an interval such as 30s, 5m, 1h, 2d")
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+    else:
+        raise ValueError(f"{text!r} is not an interval such as 30s, 5m, 1h, 2d")
+    if seconds <= 0:
+        raise ValueError(f"interval {text!r} must be positive")
+    return seconds

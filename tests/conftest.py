@@ -1,0 +1,50 @@
+"""Test session set-up: a private redis-server on a free port, before resoto_tasks is imported.
+
+Every test talks to this server (never the shared one on 6379). Settings are read from the
+environment once per process, so the URL is exported in ``pytest_configure``, before any test
+module imports ``resoto_tasks``; worker subprocesses inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.support.redis_server import RedisServer
+
+_SERVER: RedisServer | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _SERVER
+    if os.environ.get("PYTEST_XDIST_WORKER") is None and _SERVER is None:
+        _SERVER = RedisServer(appendonly=True).start()
+        os.environ["RESOTO_REDIS_URL"] = _SERVER.url
+        os.environ.setdefault("RESOTO_KEY_PREFIX", "rt")
+        os.environ["RESOTO_SUBSCRIBER_TTL_S"] = "6"
+        os.environ["RESOTO_SUPERVISOR_INTERVAL_S"] = "1"
+        os.environ["RESOTO_HOOK_MODULES"] = "tests.support.hooks"
+        os.environ.pop("RESOTO_WORKFLOWS_DIR", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _SERVER
+    if _SERVER is not None:
+        _SERVER.cleanup()
+        _SERVER = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> RedisServer:
+    assert _SERVER is not None, "the session redis-server did not start"
+    return _SERVER
+
+
+@pytest.fixture
+def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    client.close()
