@@ -1,0 +1,519 @@
+"""The workflow state machine: start a run, dispatch its steps, complete them, end the run.
+
+A step is dispatched as ``chord(group(blocking subscribers), step_done)`` on the subscribers'
+queues, with the callback on the ``workflow`` queue; non-blocking subscribers are sent beside
+it, and a step with no blocking subscriber completes here and now, without a broker round
+trip. Step k+1 is dispatched only after step k's outcome is committed.
+
+Every decision is a :func:`resoto_tasks.runs.transition`, so it is atomic and idempotent:
+callbacks, errbacks and the supervisor may all try to complete the same step; one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import redis
+from celery import chord, group, signature
+
+from resoto_tasks import keys, runs, subscribers
+from resoto_tasks.celery_app import app
+from resoto_tasks.models import (
+    ActionMessage,
+    OnError,
+    OnSurpass,
+    Outcome,
+    OutcomeStatus,
+    Run,
+    RunStatus,
+    StartResult,
+    StartStatus,
+    StepRun,
+    StepStatus,
+    Subscription,
+    TriggerInfo,
+    TriggerKind,
+    Workflow,
+)
+from resoto_tasks.redis_conn import client
+from resoto_tasks.routing import WORKFLOW
+from resoto_tasks.timeutil import from_ms, iso, now_ms, utcnow
+from resoto_tasks.workflows import catalogue
+
+log = logging.getLogger(__name__)
+
+STEP_DONE_TASK = "resoto.workflow.step_done"
+STEP_LOST_TASK = "resoto.workflow.step_lost"
+# A dispatch claimed but never confirmed (the dispatcher died) may be retried after this.
+DISPATCH_CLAIM_MS = 10_000
+# Hard time limit = timeout + grace, so the soft limit can be caught and answered first.
+HARD_LIMIT_GRACE_S = 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting runs (the overlap policy)
+# ---------------------------------------------------------------------------------------------
+
+
+def start(
+    name: str,
+    trigger: TriggerInfo | None = None,
+    slot: str | None = None,
+) -> StartResult:
+    """Start ``name`` following its ``on_surpass``; atomic across processes.
+
+    ``slot`` (a schedule's due time, ISO) makes the start idempotent: a second start of the
+    same slot starts nothing and returns ``duplicate`` with the run that took it.
+
+    Raises:
+        UnknownWorkflow: no such workflow.
+    """
+    workflow = catalogue.get(name)
+    trigger = trigger or TriggerInfo(kind=TriggerKind.manual)
+    r = client()
+    active_key, queued_key = keys.workflow_active(name), keys.workflow_queued(name)
+    slot_key = keys.slot(name, slot) if slot else None
+    watched = [active_key, queued_key] + ([slot_key] if slot_key else [])
+    with r.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(*watched)
+                result, replaced = _decide_start(pipe, workflow, trigger, slot_key)
+                break
+            except redis.WatchError:
+                continue
+    if result.status == StartStatus.started and result.run_id:
+        for old in replaced:
+            cancel(old, reason=f"replaced by run {result.run_id}")
+        log.info("run=%s workflow=%s started (%s)", result.run_id, name, trigger.kind.value)
+        advance(result.run_id)
+    elif result.status != StartStatus.started:
+        log.info("workflow=%s %s: %s", name, result.status.value, result.message)
+    return result
+
+
+def _decide_start(
+    pipe: Any, workflow: Workflow, trigger: TriggerInfo, slot_key: str | None
+) -> tuple[StartResult, list[str]]:
+    """Runs inside WATCH; executes the MULTI itself when it changes anything."""
+    name = workflow.name
+    if slot_key is not None:
+        taken = pipe.get(slot_key)
+        if taken:
+            pipe.unwatch()
+            return StartResult(
+                status=StartStatus.duplicate, workflow=name, run_id=taken,
+                message=f"slot already ran as {taken}",
+            ), []
+    active = sorted(pipe.smembers(keys.workflow_active(name)))
+    queued = pipe.get(keys.workflow_queued(name))
+    policy = workflow.on_surpass
+    replaced: list[str] = []
+    if active and policy == OnSurpass.skip:
+        pipe.unwatch()
+        return StartResult(
+            status=StartStatus.skipped, workflow=name, blocking_run_id=active[0],
+            message=f"run {active[0]} of {name} is still running (on_surpass: skip)",
+        ), []
+    if active and policy == OnSurpass.wait and queued:
+        pipe.unwatch()
+        return StartResult(
+            status=StartStatus.queued, workflow=name, run_id=queued, blocking_run_id=active[0],
+            message=f"run {queued} is already queued behind {active[0]} (on_surpass: wait)",
+        ), []
+    status = RunStatus.running
+    if active and policy == OnSurpass.wait:
+        status = RunStatus.queued
+    elif active and policy == OnSurpass.replace:
+        replaced = active
+    run = runs.new_run(workflow, trigger, status)
+    pipe.multi()
+    runs.write(pipe, run)
+    runs.index(pipe, run)
+    if status == RunStatus.queued:
+        pipe.set(keys.workflow_queued(name), run.id)
+        runs.event(pipe, "run_queued", run_id=run.id, workflow=name, behind=active[0])
+    else:
+        for old in replaced:
+            pipe.srem(keys.workflow_active(name), old)
+            runs.set_abort(pipe, old)
+        pipe.sadd(keys.workflow_active(name), run.id)
+        pipe.sadd(keys.runs_active(), run.id)
+        runs.event(pipe, "run_started", run_id=run.id, workflow=name, trigger=trigger.kind.value)
+    if slot_key is not None:
+        pipe.set(slot_key, run.id, ex=runs.retention_s())
+    pipe.execute()
+    if status == RunStatus.queued:
+        return StartResult(
+            status=StartStatus.queued, workflow=name, run_id=run.id, blocking_run_id=active[0],
+            message=f"queued behind run {active[0]} (on_surpass: wait)",
+        ), []
+    return StartResult(
+        status=StartStatus.started, workflow=name, run_id=run.id, replaced=replaced,
+        message="started" + (f", replacing {', '.join(replaced)}" if replaced else ""),
+    ), replaced
+
+
+def promote_queued(name: str) -> str | None:
+    """Start the queued run of ``name`` if nothing of it runs any more; returns its id."""
+    r = client()
+    active_key, queued_key = keys.workflow_active(name), keys.workflow_queued(name)
+    with r.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(active_key, queued_key)
+                queued = pipe.get(queued_key)
+                if not queued or pipe.scard(active_key):
+                    pipe.unwatch()
+                    return None
+                run = runs.load(queued, pipe)
+                pipe.multi()
+                pipe.delete(queued_key)
+                if run is not None and run.status == RunStatus.queued:
+                    started = run.model_copy(update={"status": RunStatus.running, "started_at": iso(utcnow())})
+                    runs.write(pipe, started)
+                    pipe.sadd(active_key, run.id)
+                    pipe.sadd(keys.runs_active(), run.id)
+                    runs.event(pipe, "run_started", run_id=run.id, workflow=name, trigger="queued")
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    if run is None or run.status != RunStatus.queued:
+        return None
+    log.info("run=%s workflow=%s started from the queue", run.id, name)
+    advance(run.id)
+    return run.id
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatching steps
+# ---------------------------------------------------------------------------------------------
+
+
+def advance(run_id: str) -> None:
+    """Move the run forward as far as it can go without waiting for anyone.
+
+    Idempotent: called by the step callback, the supervisor, and after a start; each call
+    either dispatches the current step, passes through steps with no blocking subscriber, ends
+    the run, or finds the run waiting and does nothing.
+    """
+    for _ in range(1000):
+        run = runs.load(run_id)
+        if run is None or run.status != RunStatus.running:
+            return
+        step = run.current
+        if step is None:
+            _finish(run_id)
+            return
+        if step.status == StepStatus.pending or (step.status == StepStatus.running and not step.dispatched):
+            if not _dispatch(run, run.step_index):
+                return
+            continue
+        if step.status.finished:
+            # A step finished without moving the index can only come from an older version; heal.
+            complete_step(run_id, run.step_index, step.epoch, cause="heal")
+            continue
+        return
+
+
+def _claim_dispatch(run_id: str, index_: int, epoch: int) -> bool:
+    """One process dispatches each (step, epoch); a dead dispatcher's claim expires."""
+    return bool(client().set(keys.dispatch_claim(run_id, index_, epoch), "1", nx=True, px=DISPATCH_CLAIM_MS))
+
+
+def _dispatch(run: Run, index_: int) -> bool:
+    """Dispatch step ``index_``; returns True if the step completed here (no blocking subscriber)."""
+    step = run.steps[index_]
+    epoch = step.epoch + 1
+    if not _claim_dispatch(run.id, index_, epoch):
+        return False
+    subs = subscribers.live(step.action)
+    blocking = sorted((s for s in subs if s.wait_for_completion), key=lambda s: s.subscriber_id)
+    nonblocking = sorted((s for s in subs if not s.wait_for_completion), key=lambda s: s.subscriber_id)
+    timeout_s = max([step.timeout, *(s.timeout for s in blocking)])
+    started_ms = now_ms()
+    deadline_ms = started_ms + int(timeout_s * 1000)
+    task_ids = {s.subscriber_id: uuid.uuid4().hex for s in blocking + nonblocking}
+
+    def decide(current: Run) -> runs.Change | None:
+        st = current.steps[index_] if index_ < len(current.steps) else None
+        if current.status != RunStatus.running or current.step_index != index_ or st is None:
+            return None
+        if st.epoch != step.epoch or st.status.finished:
+            return None
+        updated = st.model_copy(update={
+            "status": StepStatus.running,
+            "started_at": st.started_at or iso(from_ms(started_ms)),
+            "deadline_ms": deadline_ms,
+            "epoch": epoch,
+            "dispatched": not blocking and not nonblocking,
+            "blocking": [s.subscriber_id for s in blocking],
+            "nonblocking": [s.subscriber_id for s in nonblocking],
+            "task_ids": list(task_ids.values()),
+        })
+        return runs.Change(
+            run=current.with_step(index_, updated),
+            events=[("step_started", {"step": st.name, "index": index_, "subscribers": len(blocking)})],
+        )
+
+    if runs.transition(run.id, decide) is None:
+        return False
+    if not blocking:
+        for sub in nonblocking:
+            _send(run, index_, sub, epoch, deadline_ms, task_ids[sub.subscriber_id], blocking=False)
+        complete_step(run.id, index_, epoch, cause="no_blocking_subscriber")
+        return True
+    for sub in nonblocking:
+        _send(run, index_, sub, epoch, deadline_ms, task_ids[sub.subscriber_id], blocking=False)
+    header = [
+        _signature(run, index_, sub, deadline_ms, task_ids[sub.subscriber_id], blocking=True) for sub in blocking
+    ]
+    callback = signature(STEP_DONE_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
+    errback = signature(STEP_LOST_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
+    chord(group(header), callback).apply_async(link_error=errback)
+    _mark_dispatched(run.id, index_, epoch)
+    log.info(
+        "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (timeout %.0fs)",
+        run.id, step.name, len(blocking), len(nonblocking), timeout_s,
+    )
+    return False
+
+
+def _message(run: Run, index_: int, sub: Subscription, deadline_ms: int, blocking: bool) -> dict[str, Any]:
+    step = run.steps[index_]
+    return ActionMessage(
+        run_id=run.id, workflow=run.workflow, step_index=index_, step=step.name, action=step.action,
+        subscriber_id=sub.subscriber_id, blocking=blocking, deadline_ms=deadline_ms, kwargs=sub.kwargs,
+    ).model_dump(mode="json")
+
+
+def _signature(
+    run: Run, index_: int, sub: Subscription, deadline_ms: int, task_id: str, blocking: bool
+) -> Any:
+    return signature(
+        sub.task,
+        args=(_message(run, index_, sub, deadline_ms, blocking),),
+        queue=sub.queue,
+        task_id=task_id,
+        soft_time_limit=sub.timeout,
+        time_limit=sub.timeout + HARD_LIMIT_GRACE_S,
+        immutable=True,
+    )
+
+
+def _send(run: Run, index_: int, sub: Subscription, epoch: int, deadline_ms: int, task_id: str,
+          blocking: bool) -> None:
+    _signature(run, index_, sub, deadline_ms, task_id, blocking).apply_async()
+
+
+def _mark_dispatched(run_id: str, index_: int, epoch: int) -> None:
+    def decide(current: Run) -> runs.Change | None:
+        st = current.steps[index_]
+        if st.epoch != epoch or st.dispatched or st.status != StepStatus.running:
+            return None
+        return runs.Change(run=current.with_step(index_, st.model_copy(update={"dispatched": True})))
+
+    runs.transition(run_id, decide)
+
+
+# ---------------------------------------------------------------------------------------------
+# Completing steps and runs
+# ---------------------------------------------------------------------------------------------
+
+_MISSING_BY_CAUSE = {
+    "timeout": (OutcomeStatus.timed_out, "no answer before the step's deadline"),
+    "lost": (OutcomeStatus.lost, "the task died without answering (worker lost, hard time limit or revoked)"),
+}
+
+
+def complete_step(run_id: str, index_: int, epoch: int, cause: str) -> bool:
+    """Record step ``index_``'s outcome and move the run on; True if this call did it.
+
+    ``cause`` is ``callback`` (every blocking subscriber answered), ``lost`` (the chord failed:
+    a task died), ``timeout`` (the deadline passed), ``no_blocking_subscriber`` or ``heal``.
+    """
+    answers = runs.outcomes_of(run_id, index_)
+
+    def decide(run: Run) -> runs.Change | None:
+        if run.status != RunStatus.running or run.step_index != index_:
+            return None
+        step = run.steps[index_]
+        if step.status != StepStatus.running:
+            if not (cause == "heal" and step.status.finished):
+                return None
+        elif cause == "lost" and epoch != step.epoch:
+            return None  # an older dispatch's chord failed; the current one is still going
+        return _complete(run, index_, step, answers, cause)
+
+    change = runs.transition(run_id, decide)
+    if change is None:
+        return False
+    step = change.run.steps[index_]
+    log.info("run=%s step=%s %s (%s)", run_id, step.name, step.status.value, cause)
+    if step.status == StepStatus.timed_out and step.task_ids:
+        _revoke(step.task_ids)
+    if change.run.status.finished:
+        _after_finish(change.run)
+    _emit_action_event(change.run, step)
+    return True
+
+
+def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome], cause: str) -> runs.Change:
+    outcomes: dict[str, Outcome] = {}
+    missing_status, missing_text = _MISSING_BY_CAUSE.get(cause, (OutcomeStatus.lost, "no answer"))
+    for sub in step.blocking:
+        found = answers.get(sub)
+        outcomes[sub] = found if found is not None else Outcome(
+            subscriber_id=sub, status=missing_status, error=missing_text, blocking=True
+        )
+    for sub in step.nonblocking:
+        if sub in answers:
+            outcomes[sub] = answers[sub]
+    statuses = {o.status for s, o in outcomes.items() if s in step.blocking}
+    if step.status.finished:
+        status = step.status
+    elif OutcomeStatus.timed_out in statuses:
+        status = StepStatus.timed_out
+    elif statuses & {OutcomeStatus.error, OutcomeStatus.lost}:
+        status = StepStatus.failed
+    else:
+        status = StepStatus.done
+    errors = [f"{s}: {o.error}" for s, o in outcomes.items() if o.error and s in step.blocking]
+    finished = step.model_copy(update={
+        "status": status,
+        "finished_at": step.finished_at or iso(utcnow()),
+        "outcomes": outcomes,
+        "error": "; ".join(errors)[:2000] or None,
+    })
+    updated = run.with_step(index_, finished)
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("step_finished", {"step": step.name, "index": index_, "status": status.value})
+    ]
+    bad = status in (StepStatus.failed, StepStatus.timed_out)
+    if bad and step.on_error == OnError.stop:
+        steps = [
+            s if i <= index_ else s.model_copy(update={"status": StepStatus.skipped})
+            for i, s in enumerate(updated.steps)
+        ]
+        updated = updated.model_copy(update={
+            "steps": steps, "step_index": len(steps), "status": RunStatus.failed,
+            "finished_at": iso(utcnow()), "reason": f"step {step.name} {status.value} (on_error: stop)",
+        })
+    else:
+        updated = updated.model_copy(update={"step_index": index_ + 1})
+        if updated.step_index >= len(updated.steps):
+            failed = [s.name for s in updated.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
+            updated = updated.model_copy(update={
+                "status": RunStatus.failed if failed else RunStatus.succeeded,
+                "finished_at": iso(utcnow()),
+                "reason": f"steps with errors: {', '.join(failed)}" if failed else None,
+            })
+    extra = []
+    if updated.status.finished:
+        extra.append(_finish_writes(updated))
+        events.append(("run_finished", {"status": updated.status.value, "reason": updated.reason}))
+    return runs.Change(run=updated, extra=extra, events=events)
+
+
+def _finish_writes(run: Run) -> Any:
+    def write(pipe: Any) -> None:
+        pipe.srem(keys.workflow_active(run.workflow), run.id)
+        pipe.srem(keys.runs_active(), run.id)
+
+    return write
+
+
+def _finish(run_id: str) -> None:
+    """End a running run whose index is past its last step (healing an interrupted finish)."""
+
+    def decide(run: Run) -> runs.Change | None:
+        if run.status != RunStatus.running or run.current is not None:
+            return None
+        failed = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
+        done = run.model_copy(update={
+            "status": RunStatus.failed if failed else RunStatus.succeeded, "finished_at": iso(utcnow()),
+        })
+        return runs.Change(run=done, extra=[_finish_writes(done)],
+                           events=[("run_finished", {"status": done.status.value})])
+
+    change = runs.transition(run_id, decide)
+    if change is not None:
+        _after_finish(change.run)
+
+
+def _after_finish(run: Run) -> None:
+    log.info("run=%s workflow=%s finished: %s%s", run.id, run.workflow, run.status.value,
+             f" ({run.reason})" if run.reason else "")
+    from resoto_tasks import events
+
+    events.emit(f"{run.workflow}_workflow_{run.status.value}", {"run_id": run.id, "workflow": run.workflow},
+                source_workflow=run.workflow)
+    promote_queued(run.workflow)
+
+
+def _emit_action_event(run: Run, step: StepRun) -> None:
+    """An action is an event too: a workflow may start on ``post_collect``."""
+    from resoto_tasks import events
+
+    events.emit(step.action, {"run_id": run.id, "workflow": run.workflow, "status": step.status.value},
+                source_workflow=run.workflow)
+
+
+def _revoke(task_ids: list[str]) -> None:
+    try:
+        app.control.revoke(task_ids, terminate=True, signal="SIGTERM")
+    except Exception as exc:  # revoking is best effort; the step's outcome is already decided
+        log.warning("could not revoke %d tasks: %s", len(task_ids), exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cancel
+# ---------------------------------------------------------------------------------------------
+
+
+def cancel(run_id: str, reason: str = "cancelled by user") -> Run | None:
+    """Stop dispatching, mark the run cancelled, raise its abort flag and revoke running tasks.
+
+    Returns the cancelled run, or ``None`` if it had already ended.
+    """
+
+    def decide(run: Run) -> runs.Change | None:
+        if run.status.finished:
+            return None
+        was_queued = run.status == RunStatus.queued
+        steps = []
+        for s in run.steps:
+            if s.status in (StepStatus.pending, StepStatus.running):
+                s = s.model_copy(update={
+                    "status": StepStatus.cancelled,
+                    "finished_at": iso(utcnow()) if s.status == StepStatus.running else None,
+                })
+            steps.append(s)
+        done = run.model_copy(update={
+            "status": RunStatus.cancelled, "steps": steps, "finished_at": iso(utcnow()), "reason": reason,
+            "step_index": len(steps),
+        })
+
+        def writes(pipe: Any) -> None:
+            _finish_writes(done)(pipe)
+            runs.set_abort(pipe, run.id)
+            if was_queued:
+                pipe.delete(keys.workflow_queued(run.workflow))
+
+        return runs.Change(run=done, extra=[writes], events=[("run_finished", {"status": "cancelled",
+                                                                               "reason": reason})])
+
+    before = runs.load(run_id)
+    watch = [keys.workflow_queued(before.workflow)] if before else []
+    change = runs.transition(run_id, decide, watch=watch)
+    if change is None:
+        return None
+    task_ids = [t for s in (before.steps if before else []) if s.status == StepStatus.running for t in s.task_ids]
+    if task_ids:
+        _revoke(task_ids)
+    log.info("run=%s cancelled: %s", run_id, reason)
+    promote_queued(change.run.workflow)
+    return change.run

@@ -1,0 +1,278 @@
+"""Where workflows come from: Resoto's built-ins, YAML files, and workflows added at runtime.
+
+Built-ins are exactly Resoto's compositions; user workflows come from ``RESOTO_WORKFLOWS_DIR``
+(``*.yaml``/``*.yml``) and from ``resoto-tasks workflows add`` (stored in Redis, so every
+process sees them at once). Validation turns every problem into one line naming the file, the
+field and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from resoto_tasks import keys
+from resoto_tasks.errors import (
+    BuiltinWorkflowError,
+    UnknownWorkflow,
+    WorkflowFileError,
+    WorkflowFileErrors,
+)
+from resoto_tasks.models import (
+    CronTrigger,
+    EventTrigger,
+    IntervalTrigger,
+    OnError,
+    OnSurpass,
+    Step,
+    Workflow,
+    WorkflowDefinition,
+)
+from resoto_tasks.redis_conn import client
+from resoto_tasks.settings import get_settings
+
+# Resoto's default step timeout was 10 s per step; the real bound is the subscribers' timeouts
+# (max(step, subscribers)), so a short step timeout only matters for steps nobody answers.
+BUILTIN_STEP_TIMEOUT_S = 10.0
+STEP_GROUPS: dict[str, list[str]] = {
+    "collect": ["pre_collect", "collect", "post_collect"],
+    "cleanup": [
+        "pre_cleanup_plan", "cleanup_plan", "post_cleanup_plan",
+        "pre_cleanup", "cleanup", "post_cleanup",
+    ],
+    "metrics": ["pre_generate_metrics", "generate_metrics", "post_generate_metrics"],
+}
+BUILTIN_COMPOSITION: dict[str, list[str]] = {
+    "collect": ["collect", "metrics"],
+    "cleanup": ["cleanup", "metrics"],
+    "metrics": ["metrics"],
+    "collect_and_cleanup": ["collect", "cleanup", "metrics"],
+}
+BUILTIN_SCHEDULES: dict[str, str] = {"collect_and_cleanup": "0 * * * *"}
+
+
+def _schedule_trigger(expression: str) -> CronTrigger | IntervalTrigger:
+    if len(expression.split()) == 5:
+        return CronTrigger(cron=expression)
+    return IntervalTrigger(interval=expression)
+
+
+def builtin_workflows() -> dict[str, Workflow]:
+    """Resoto's four workflows; schedules can be changed with ``RESOTO_SCHEDULE_OVERRIDES``.
+
+    ``RESOTO_SCHEDULE_OVERRIDES='{"collect_and_cleanup": "*/30 * * * *", "metrics": "5m"}'``
+    sets a cron expression or an interval; an empty string removes the schedule.
+    """
+    overrides = get_settings().schedule_overrides
+    found: dict[str, Workflow] = {}
+    for name, groups in BUILTIN_COMPOSITION.items():
+        steps = [
+            Step(name=a, action=a, timeout=BUILTIN_STEP_TIMEOUT_S, on_error=OnError.continue_)
+            for g in groups
+            for a in STEP_GROUPS[g]
+        ]
+        triggers: list[Any] = [EventTrigger(event=f"start_{name}_workflow")]
+        schedule = overrides.get(name, BUILTIN_SCHEDULES.get(name, ""))
+        if schedule:
+            triggers.append(_schedule_trigger(schedule))
+        found[name] = Workflow(
+            name=name, steps=steps, triggers=triggers, on_surpass=OnSurpass.wait, builtin=True
+        )
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _field_path(loc: Iterable[int | str], doc: Any) -> str:
+    """``steps[1].timeout`` from a pydantic location, with step names where known."""
+    parts: list[str] = []
+    node = doc
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and 0 <= item < len(node):
+                node = node[item]
+                if isinstance(node, dict) and isinstance(node.get("name"), str):
+                    label = f"[{item}:{node['name']}]"
+            parts.append(label)
+        else:
+            if item in ("cron", "interval", "event") and parts and parts[-1] == f".{item}":
+                continue
+            node = node.get(item) if isinstance(node, dict) else None
+            parts.append(f".{item}")
+    return "".join(parts).lstrip(".") or "(document)"
+
+
+def _problem(err: Any) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key (allowed: see the workflow reference in the README)"
+    if kind == "missing":
+        return "required but missing"
+    msg = str(err.get("msg", "invalid"))
+    return msg.removeprefix("Value error, ")
+
+
+def parse_workflow_text(text: str, source: str) -> WorkflowDefinition:
+    """One workflow from YAML text; ``source`` names it in errors.
+
+    Raises:
+        WorkflowFileErrors: one entry per problem, each naming the source, the field and the problem.
+    """
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise WorkflowFileErrors([WorkflowFileError(source, where, f"not valid YAML: {problem}")]) from None
+    if not isinstance(doc, dict):
+        kind = "empty" if doc is None else f"a {type(doc).__name__}"
+        raise WorkflowFileErrors(
+            [WorkflowFileError(source, "(document)", f"must be a mapping with name and steps, got {kind}")]
+        )
+    try:
+        return WorkflowDefinition.model_validate(doc)
+    except ValidationError as exc:
+        problems = [
+            WorkflowFileError(source, _field_path(e["loc"], doc), _problem(e)) for e in exc.errors()
+        ]
+        raise WorkflowFileErrors(problems) from None
+
+
+def load_file(path: Path) -> WorkflowDefinition:
+    """Raises: WorkflowFileErrors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkflowFileErrors([WorkflowFileError(path, "(file)", f"cannot be read: {exc}")]) from None
+    return parse_workflow_text(text, str(path))
+
+
+def validate_files(paths: list[Path]) -> tuple[list[WorkflowDefinition], list[WorkflowFileError]]:
+    """Every file checked, and duplicate names across them (and against built-ins) reported."""
+    found: list[WorkflowDefinition] = []
+    problems: list[WorkflowFileError] = []
+    seen: dict[str, str] = {name: "built-in" for name in builtin_workflows()}
+    for path in paths:
+        try:
+            definition = load_file(path)
+        except WorkflowFileErrors as exc:
+            problems.extend(exc.problems)
+            continue
+        if definition.name in seen:
+            problems.append(
+                WorkflowFileError(path, "name", f"workflow {definition.name!r} is already defined ({seen[definition.name]})")
+            )
+            continue
+        seen[definition.name] = str(path)
+        found.append(definition)
+    return found, problems
+
+
+def _dir_files(directory: Path | None) -> list[Path]:
+    if directory is None or not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# The catalogue every process reads
+# ---------------------------------------------------------------------------------------------
+
+
+class Catalogue:
+    """Built-ins + directory files + runtime-added workflows, cached per process.
+
+    The cache is checked against the Redis version counter and the files' mtimes, so a change
+    made by any process is seen on the next call without a restart.
+    """
+
+    def __init__(self) -> None:
+        self._stamp: tuple[Any, ...] | None = None
+        self._workflows: dict[str, Workflow] = {}
+        self._problems: list[WorkflowFileError] = []
+
+    def _current_stamp(self) -> tuple[Any, ...]:
+        settings = get_settings()
+        files = _dir_files(settings.workflows_dir)
+        mtimes = tuple((str(p), p.stat().st_mtime_ns) for p in files)
+        version = client().get(keys.workflows_version())
+        return (version, mtimes, tuple(sorted(settings.schedule_overrides.items())), os.getpid())
+
+    def refresh(self) -> None:
+        stamp = self._current_stamp()
+        if stamp == self._stamp:
+            return
+        workflows = builtin_workflows()
+        definitions, problems = validate_files(_dir_files(get_settings().workflows_dir))
+        for d in definitions:
+            workflows[d.name] = d.build()
+        for name, text in sorted(client().hgetall(keys.workflows()).items()):
+            if name in workflows:
+                continue
+            try:
+                workflows[name] = parse_workflow_text(text, f"redis:{name}").build()
+            except WorkflowFileErrors as exc:
+                problems.extend(exc.problems)
+        self._workflows, self._problems, self._stamp = workflows, problems, stamp
+
+    def all(self) -> dict[str, Workflow]:
+        self.refresh()
+        return dict(self._workflows)
+
+    def problems(self) -> list[WorkflowFileError]:
+        self.refresh()
+        return list(self._problems)
+
+    def get(self, name: str) -> Workflow:
+        """Raises: UnknownWorkflow (listing the known ones)."""
+        found = self.all().get(name)
+        if found is None:
+            raise UnknownWorkflow(name, list(self._workflows))
+        return found
+
+
+catalogue = Catalogue()
+
+
+def add(path: Path) -> WorkflowDefinition:
+    """Store the workflow in ``path`` in Redis (replacing a runtime one of the same name).
+
+    Raises:
+        WorkflowFileErrors: the file is invalid.
+        BuiltinWorkflowError: it would replace a built-in workflow.
+    """
+    definition = load_file(path)
+    if definition.name in builtin_workflows():
+        raise BuiltinWorkflowError(definition.name)
+    file_names = {load_file(p).name for p in _dir_files(get_settings().workflows_dir)}
+    if definition.name in file_names:
+        raise WorkflowFileErrors(
+            [WorkflowFileError(path, "name", f"workflow {definition.name!r} is defined in RESOTO_WORKFLOWS_DIR")]
+        )
+    pipe = client().pipeline(transaction=True)
+    pipe.hset(keys.workflows(), definition.name, path.read_text(encoding="utf-8"))
+    pipe.incr(keys.workflows_version())
+    pipe.execute()
+    return definition
+
+
+def remove(name: str) -> None:
+    """Raises: BuiltinWorkflowError, UnknownWorkflow."""
+    if name in builtin_workflows():
+        raise BuiltinWorkflowError(name)
+    pipe = client().pipeline(transaction=True)
+    pipe.hdel(keys.workflows(), name)
+    pipe.incr(keys.workflows_version())
+    removed, _ = pipe.execute()
+    if not removed:
+        raise UnknownWorkflow(name, list(catalogue.all()))
