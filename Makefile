@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`. Each sets itself up from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,flower,lite]'
+	touch $(STAMP)
+
+## make run: set up, then bring up the whole stack locally (Redis, a worker per queue, beat, Flower)
+run: $(STAMP)
+	$(BIN)/resoto-tasks up
+
+## make test: set up, lint, type-check, then run the test suite against a private redis-server
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check resoto_tasks worker beat
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``resoto-tasks`` command line (typer + rich)."""

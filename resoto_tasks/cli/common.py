@@ -1,0 +1,75 @@
+"""What every command shares: exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import redis
+import typer
+from rich.console import Console
+
+from resoto_tasks.errors import (
+    BuiltinWorkflowError,
+    RedisUnavailable,
+    ResotoError,
+    UnknownRun,
+    UnknownWorkflow,
+    WorkflowFileErrors,
+)
+from resoto_tasks.redis_conn import describe, mask_url
+from resoto_tasks.settings import get_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""The run failed or was cancelled, the wait timed out, or an operation failed."""
+EXIT_USAGE = 2
+"""Bad arguments, an unknown name or an invalid file."""
+EXIT_NOT_STARTED = 3
+"""The overlap policy started nothing."""
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn domain and Redis errors into one line on stderr and a named exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except WorkflowFileErrors as exc:
+            for problem in exc.problems:
+                err_console.print(f"[bold red]error:[/] {problem}", soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except (UnknownWorkflow, UnknownRun, BuiltinWorkflowError) as exc:
+            fail(str(exc), EXIT_USAGE)
+        except RedisUnavailable as exc:
+            fail(str(exc))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                redis.exceptions.AuthenticationError) as exc:
+            fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc)}")
+        except redis.exceptions.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc)}")
+            raise
+        except ResotoError as exc:
+            fail(str(exc))
+
+    return wrapper

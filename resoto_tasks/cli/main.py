@@ -1,0 +1,31 @@
+"""The ``resoto-tasks`` entry point: one typer app with a sub-app per noun."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from resoto_tasks.cli import misc_cmd, runs_cmd, workflows_cmd
+
+app = typer.Typer(
+    name="resoto-tasks",
+    help="Resoto's workflows on Celery: run, inspect and schedule collect, cleanup and metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(workflows_cmd.app, name="workflows")
+app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(misc_cmd.subscribers_app, name="subscribers")
+app.add_typer(misc_cmd.events_app, name="events")
+app.command("run")(runs_cmd.run_command)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Rich renderings of workflows and runs for people (``--json`` bypasses all of this)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from resoto_tasks.models import OutcomeStatus, Run, RunStatus, StepRun, StepStatus, Workflow
+
+STATUS_STYLE = {
+    RunStatus.queued: "yellow", RunStatus.running: "cyan", RunStatus.succeeded: "green",
+    RunStatus.failed: "red", RunStatus.cancelled: "magenta",
+    StepStatus.pending: "dim", StepStatus.running: "cyan", StepStatus.done: "green",
+    StepStatus.failed: "red", StepStatus.timed_out: "red", StepStatus.skipped: "dim",
+    StepStatus.cancelled: "magenta",
+}
+
+
+def _parse(ts: str | None) -> datetime | None:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def duration_s(start: str | None, end: str | None) -> float | None:
+    a, b = _parse(start), _parse(end)
+    if a is None or b is None:
+        return None
+    return (b - a).total_seconds()
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def styled(status: RunStatus | StepStatus) -> Text:
+    return Text(status.value, style=STATUS_STYLE.get(status, ""))
+
+
+def workflows_table(workflows: list[Workflow]) -> Table:
+    table = Table("workflow", "steps", "triggers", "on_surpass", "kind", box=None)
+    for wf in sorted(workflows, key=lambda w: w.name):
+        triggers = ", ".join(
+            next(f"{k}: {v}" for k, v in t.model_dump(mode="json").items() if k in ("cron", "interval", "event"))
+            for t in wf.triggers
+        )
+        table.add_row(wf.name, str(len(wf.steps)), triggers, wf.on_surpass.value,
+                      "built-in" if wf.builtin else "user")
+    return table
+
+
+def runs_table(found: list[Run]) -> Table:
+    table = Table("run", "workflow", "status", "trigger", "started", "duration", "errors", box=None)
+    for run in found:
+        bad = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
+        slot = run.trigger.details.get("slot", "")
+        table.add_row(
+            run.id, run.workflow, styled(run.status), f"{run.trigger.kind.value} {slot}".strip(),
+            run.started_at or run.created_at, fmt_duration(duration_s(run.started_at, run.finished_at)),
+            ", ".join(bad),
+        )
+    return table
+
+
+def _progress(step: StepRun) -> str:
+    parts = []
+    for sub, outcome in step.outcomes.items():
+        if outcome.status == OutcomeStatus.running and outcome.progress:
+            p = outcome.progress
+            parts.append(f"{sub} {p.current}/{p.total}" if p.total else f"{sub} {p.current}")
+    return ", ".join(parts)
+
+
+def run_timeline(run: Run) -> RenderableType:
+    """The run as a step timeline with durations, answers and the cleanup ledger's totals."""
+    title = Text.assemble(
+        (run.id, "bold"), "  ", run.workflow, "  ", styled(run.status), "  ",
+        f"trigger: {run.trigger.kind.value}",
+        f"  duration: {fmt_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
+    )
+    table = Table("#", "step", "status", "started", "duration", "subscribers", "detail", box=None)
+    for i, step in enumerate(run.steps):
+        answered = sum(1 for s in step.blocking if s in step.outcomes
+                       and step.outcomes[s].status != OutcomeStatus.running)
+        subs = f"{answered}/{len(step.blocking)}" if step.blocking else ""
+        if step.nonblocking:
+            subs += f" +{len(step.nonblocking)} nb"
+        detail = step.error or _progress(step)
+        table.add_row(
+            str(i + 1), step.name, styled(step.status), (step.started_at or "")[11:23],
+            fmt_duration(duration_s(step.started_at, step.finished_at)), subs, detail[:120],
+        )
+    parts: list[RenderableType] = [title, table]
+    if run.reason:
+        parts.append(Text(f"reason: {run.reason}", style="yellow"))
+    if run.ledger:
+        totals = run.ledger.get("totals", {})
+        parts.append(Text("cleanup ledger: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))))
+    return Group(*parts)

@@ -1,0 +1,136 @@
+"""``resoto-tasks run`` and ``resoto-tasks runs ...``: start, watch, list, show, cancel."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.live import Live
+
+from resoto_tasks import engine, runs
+from resoto_tasks.cli.common import (
+    EXIT_FAILED,
+    EXIT_NOT_STARTED,
+    EXIT_OK,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    print_json,
+)
+from resoto_tasks.cli.render import run_timeline, runs_table
+from resoto_tasks.models import Run, RunStatus, StartStatus, TriggerInfo, TriggerKind
+from resoto_tasks.redis_conn import check
+
+app = typer.Typer(help="Runs: history, details, cancel.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def wait_for(run_id: str, timeout_s: float | None, live: bool) -> Run | None:
+    """Poll the run until it ends; ``None`` if ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    if not live:
+        while True:
+            run = runs.get(run_id)
+            if run.status.finished:
+                return runs.view(run_id)
+            if deadline and time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+    with Live(console=console, refresh_per_second=8, transient=False) as display:
+        while True:
+            run = runs.view(run_id)
+            display.update(run_timeline(run))
+            if run.status.finished:
+                return run
+            if deadline and time.monotonic() > deadline:
+                return None
+            time.sleep(0.125)
+
+
+def exit_code(run: Run | None) -> int:
+    return EXIT_OK if run is not None and run.status == RunStatus.succeeded else EXIT_FAILED
+
+
+def run_command(
+    name: Annotated[str, typer.Argument(help="The workflow to start.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the run ends.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="With --wait: give up after SECONDS.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Start a run and print its id; with --wait, exit 0 if it succeeded, 1 if not, 3 if not started."""
+    _run(name, wait, timeout, json_)
+
+
+@handle_errors
+def _run(name: str, wait: bool, timeout: float | None, json_: bool) -> None:
+    check()
+    result = engine.start(name, TriggerInfo(kind=TriggerKind.manual))
+    if result.status in (StartStatus.skipped, StartStatus.duplicate):
+        if json_:
+            print_json(result.model_dump(mode="json"))
+        else:
+            err_console.print(f"not started: {result.message}")
+        raise typer.Exit(EXIT_NOT_STARTED)
+    assert result.run_id is not None
+    if not wait:
+        if json_:
+            print_json(result.model_dump(mode="json"))
+        else:
+            console.print(result.run_id)
+            if result.status == StartStatus.queued:
+                err_console.print(result.message)
+        return
+    if not json_:
+        console.print(f"run {result.run_id} {result.status.value}" +
+                      (f": {result.message}" if result.status == StartStatus.queued else ""))
+    run = wait_for(result.run_id, timeout, live=not json_ and console.is_terminal)
+    if run is None:
+        if json_:
+            print_json(runs.view(result.run_id).model_dump(mode="json"))
+        fail(f"run {result.run_id} did not end within {timeout:g} s" if timeout else "wait ended")
+    if json_:
+        print_json(run.model_dump(mode="json"))
+    elif not console.is_terminal:
+        console.print(run_timeline(run))
+    raise typer.Exit(exit_code(run))
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    limit: Annotated[int, typer.Option(help="At most N runs, newest first.")] = 20,
+    has_errors: Annotated[bool, typer.Option("--has-errors", help="Only runs with a failed step.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    found = runs.list_runs(workflow, limit, has_errors)
+    if json_:
+        print_json([r.model_dump(mode="json") for r in found])
+        return
+    console.print(runs_table(found))
+
+
+@app.command()
+@handle_errors
+def show(run_id: str, json_: JsonOpt = False) -> None:
+    """Show a run: its steps as a timeline, each subscriber's answer, the cleanup ledger."""
+    run = runs.view(run_id)
+    if json_:
+        print_json(run.model_dump(mode="json"))
+        return
+    console.print(run_timeline(run))
+
+
+@app.command()
+@handle_errors
+def cancel(run_id: str) -> None:
+    """Cancel a run: nothing more is dispatched, running tasks are revoked and see the abort flag."""
+    runs.get(run_id)
+    done = engine.cancel(run_id)
+    if done is None:
+        fail(f"run {run_id} has already ended")
+    console.print(f"cancelled {run_id}")
