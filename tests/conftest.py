@@ -8,12 +8,13 @@ module imports ``resoto_tasks``; worker subprocesses inherit it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
 from tests.support.redis_server import RedisServer
+from tests.support.workers import WorkerProcess
 
 _SERVER: RedisServer | None = None
 
@@ -48,3 +49,26 @@ def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def session_worker(redis_server: RedisServer) -> Iterator[WorkerProcess]:
+    """One worker on every queue (prefork, as in production), shared by the session."""
+    worker = WorkerProcess("collect,cleanup,metrics,workflow", concurrency=4).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def start_worker(redis_server: RedisServer) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start extra workers for one test; all are stopped after it."""
+    started: list[WorkerProcess] = []
+
+    def factory(queues: str, *extra: str, wait: bool = True, **kwargs: object) -> WorkerProcess:
+        worker = WorkerProcess(queues, *extra, **kwargs)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker.start(wait=wait)
+
+    yield factory
+    for worker in started:
+        worker.kill()
