@@ -89,6 +89,10 @@ def create_app(settings: Settings | None = None) -> Celery:
     for option in WORKER_CLI_OPTIONS:
         celery_app.user_options["worker"].add(option)
     celery_app.steps["worker"].add(ResotoWorkerStep)
+    # The default app for every thread, not only the one that imported us: signatures built in
+    # other threads (heartbeat, supervisor, concurrent starts) must not fall back to an
+    # unconfigured app without a result backend.
+    celery_app.set_default()
     return celery_app
 
 

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import redis
-from celery import chord, group, signature
+from celery import chord, group
 
 from resoto_tasks import keys, runs, subscribers
 from resoto_tasks.celery_app import app
@@ -271,9 +271,9 @@ def _dispatch(run: Run, index_: int) -> bool:
     header = [
         _signature(run, index_, sub, deadline_ms, task_ids[sub.subscriber_id], blocking=True) for sub in blocking
     ]
-    callback = signature(STEP_DONE_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
-    errback = signature(STEP_LOST_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
-    chord(group(header), callback).apply_async(link_error=errback)
+    callback = app.signature(STEP_DONE_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
+    errback = app.signature(STEP_LOST_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
+    chord(group(header, app=app), callback, app=app).apply_async(link_error=errback)
     _mark_dispatched(run.id, index_, epoch)
     log.info(
         "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (timeout %.0fs)",
@@ -293,7 +293,7 @@ def _message(run: Run, index_: int, sub: Subscription, deadline_ms: int, blockin
 def _signature(
     run: Run, index_: int, sub: Subscription, deadline_ms: int, task_id: str, blocking: bool
 ) -> Any:
-    return signature(
+    return app.signature(
         sub.task,
         args=(_message(run, index_, sub, deadline_ms, blocking),),
         queue=sub.queue,
