@@ -10,6 +10,6 @@
 """
 
 from resoto_tasks.celery_app import app
-from resoto_tasks.subscribers import ActionContext, Aborted, action_task, subscriber, subscription_source
+from resoto_tasks.subscribers import Aborted, ActionContext, action_task, subscriber, subscription_source
 
 __all__ = ["Aborted", "ActionContext", "action_task", "app", "subscriber", "subscription_source"]

@@ -48,8 +48,11 @@ STEP_DONE_TASK = "resoto.workflow.step_done"
 STEP_LOST_TASK = "resoto.workflow.step_lost"
 # A dispatch claimed but never confirmed (the dispatcher died) may be retried after this.
 DISPATCH_CLAIM_MS = 10_000
-# Hard time limit = timeout + grace, so the soft limit can be caught and answered first.
-HARD_LIMIT_GRACE_S = 10.0
+
+
+def hard_limit_s(timeout_s: float) -> float:
+    """Hard time limit: the soft limit (the timeout) plus a grace to catch it and answer."""
+    return timeout_s + max(2.0, min(30.0, timeout_s * 0.1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +107,9 @@ def _decide_start(
         if taken:
             pipe.unwatch()
             return StartResult(
-                status=StartStatus.duplicate, workflow=name, run_id=taken,
+                status=StartStatus.duplicate,
+                workflow=name,
+                run_id=taken,
                 message=f"slot already ran as {taken}",
             ), []
     active = sorted(pipe.smembers(keys.workflow_active(name)))
@@ -114,19 +119,24 @@ def _decide_start(
     if active and policy == OnSurpass.skip:
         pipe.unwatch()
         return StartResult(
-            status=StartStatus.skipped, workflow=name, blocking_run_id=active[0],
+            status=StartStatus.skipped,
+            workflow=name,
+            blocking_run_id=active[0],
             message=f"run {active[0]} of {name} is still running (on_surpass: skip)",
         ), []
     if active and policy == OnSurpass.wait and queued:
         pipe.unwatch()
         return StartResult(
-            status=StartStatus.queued, workflow=name, run_id=queued, blocking_run_id=active[0],
+            status=StartStatus.queued,
+            workflow=name,
+            run_id=queued,
+            blocking_run_id=active[0],
             message=f"run {queued} is already queued behind {active[0]} (on_surpass: wait)",
         ), []
     status = RunStatus.running
     if active and policy == OnSurpass.wait:
         status = RunStatus.queued
-    elif active and policy == OnSurpass.replace:
+    elif active and policy == OnSurpass.replace_:
         replaced = active
     run = runs.new_run(workflow, trigger, status)
     pipe.multi()
@@ -147,11 +157,17 @@ def _decide_start(
     pipe.execute()
     if status == RunStatus.queued:
         return StartResult(
-            status=StartStatus.queued, workflow=name, run_id=run.id, blocking_run_id=active[0],
+            status=StartStatus.queued,
+            workflow=name,
+            run_id=run.id,
+            blocking_run_id=active[0],
             message=f"queued behind run {active[0]} (on_surpass: wait)",
         ), []
     return StartResult(
-        status=StartStatus.started, workflow=name, run_id=run.id, replaced=replaced,
+        status=StartStatus.started,
+        workflow=name,
+        run_id=run.id,
+        replaced=replaced,
         message="started" + (f", replacing {', '.join(replaced)}" if replaced else ""),
     ), replaced
 
@@ -244,16 +260,18 @@ def _dispatch(run: Run, index_: int) -> bool:
             return None
         if st.epoch != step.epoch or st.status.finished:
             return None
-        updated = st.model_copy(update={
-            "status": StepStatus.running,
-            "started_at": st.started_at or iso(from_ms(started_ms)),
-            "deadline_ms": deadline_ms,
-            "epoch": epoch,
-            "dispatched": not blocking and not nonblocking,
-            "blocking": [s.subscriber_id for s in blocking],
-            "nonblocking": [s.subscriber_id for s in nonblocking],
-            "task_ids": list(task_ids.values()),
-        })
+        updated = st.model_copy(
+            update={
+                "status": StepStatus.running,
+                "started_at": st.started_at or iso(from_ms(started_ms)),
+                "deadline_ms": deadline_ms,
+                "epoch": epoch,
+                "dispatched": not blocking and not nonblocking,
+                "blocking": [s.subscriber_id for s in blocking],
+                "nonblocking": [s.subscriber_id for s in nonblocking],
+                "task_ids": list(task_ids.values()),
+            }
+        )
         return runs.Change(
             run=current.with_step(index_, updated),
             events=[("step_started", {"step": st.name, "index": index_, "subscribers": len(blocking)})],
@@ -268,16 +286,18 @@ def _dispatch(run: Run, index_: int) -> bool:
         return True
     for sub in nonblocking:
         _send(run, index_, sub, epoch, deadline_ms, task_ids[sub.subscriber_id], blocking=False)
-    header = [
-        _signature(run, index_, sub, deadline_ms, task_ids[sub.subscriber_id], blocking=True) for sub in blocking
-    ]
+    header = [_signature(run, index_, sub, deadline_ms, task_ids[sub.subscriber_id], blocking=True) for sub in blocking]
     callback = app.signature(STEP_DONE_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
     errback = app.signature(STEP_LOST_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
     chord(group(header, app=app), callback, app=app).apply_async(link_error=errback)
     _mark_dispatched(run.id, index_, epoch)
     log.info(
         "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (timeout %.0fs)",
-        run.id, step.name, len(blocking), len(nonblocking), timeout_s,
+        run.id,
+        step.name,
+        len(blocking),
+        len(nonblocking),
+        timeout_s,
     )
     return False
 
@@ -285,27 +305,31 @@ def _dispatch(run: Run, index_: int) -> bool:
 def _message(run: Run, index_: int, sub: Subscription, deadline_ms: int, blocking: bool) -> dict[str, Any]:
     step = run.steps[index_]
     return ActionMessage(
-        run_id=run.id, workflow=run.workflow, step_index=index_, step=step.name, action=step.action,
-        subscriber_id=sub.subscriber_id, blocking=blocking, deadline_ms=deadline_ms, kwargs=sub.kwargs,
+        run_id=run.id,
+        workflow=run.workflow,
+        step_index=index_,
+        step=step.name,
+        action=step.action,
+        subscriber_id=sub.subscriber_id,
+        blocking=blocking,
+        deadline_ms=deadline_ms,
+        kwargs=sub.kwargs,
     ).model_dump(mode="json")
 
 
-def _signature(
-    run: Run, index_: int, sub: Subscription, deadline_ms: int, task_id: str, blocking: bool
-) -> Any:
+def _signature(run: Run, index_: int, sub: Subscription, deadline_ms: int, task_id: str, blocking: bool) -> Any:
     return app.signature(
         sub.task,
         args=(_message(run, index_, sub, deadline_ms, blocking),),
         queue=sub.queue,
         task_id=task_id,
         soft_time_limit=sub.timeout,
-        time_limit=sub.timeout + HARD_LIMIT_GRACE_S,
+        time_limit=hard_limit_s(sub.timeout),
         immutable=True,
     )
 
 
-def _send(run: Run, index_: int, sub: Subscription, epoch: int, deadline_ms: int, task_id: str,
-          blocking: bool) -> None:
+def _send(run: Run, index_: int, sub: Subscription, epoch: int, deadline_ms: int, task_id: str, blocking: bool) -> None:
     _signature(run, index_, sub, deadline_ms, task_id, blocking).apply_async()
 
 
@@ -366,8 +390,10 @@ def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome],
     missing_status, missing_text = _MISSING_BY_CAUSE.get(cause, (OutcomeStatus.lost, "no answer"))
     for sub in step.blocking:
         found = answers.get(sub)
-        outcomes[sub] = found if found is not None else Outcome(
-            subscriber_id=sub, status=missing_status, error=missing_text, blocking=True
+        outcomes[sub] = (
+            found
+            if found is not None
+            else Outcome(subscriber_id=sub, status=missing_status, error=missing_text, blocking=True)
         )
     for sub in step.nonblocking:
         if sub in answers:
@@ -382,12 +408,14 @@ def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome],
     else:
         status = StepStatus.done
     errors = [f"{s}: {o.error}" for s, o in outcomes.items() if o.error and s in step.blocking]
-    finished = step.model_copy(update={
-        "status": status,
-        "finished_at": step.finished_at or iso(utcnow()),
-        "outcomes": outcomes,
-        "error": "; ".join(errors)[:2000] or None,
-    })
+    finished = step.model_copy(
+        update={
+            "status": status,
+            "finished_at": step.finished_at or iso(utcnow()),
+            "outcomes": outcomes,
+            "error": "; ".join(errors)[:2000] or None,
+        }
+    )
     updated = run.with_step(index_, finished)
     events: list[tuple[str, dict[str, Any]]] = [
         ("step_finished", {"step": step.name, "index": index_, "status": status.value})
@@ -398,19 +426,26 @@ def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome],
             s if i <= index_ else s.model_copy(update={"status": StepStatus.skipped})
             for i, s in enumerate(updated.steps)
         ]
-        updated = updated.model_copy(update={
-            "steps": steps, "step_index": len(steps), "status": RunStatus.failed,
-            "finished_at": iso(utcnow()), "reason": f"step {step.name} {status.value} (on_error: stop)",
-        })
+        updated = updated.model_copy(
+            update={
+                "steps": steps,
+                "step_index": len(steps),
+                "status": RunStatus.failed,
+                "finished_at": iso(utcnow()),
+                "reason": f"step {step.name} {status.value} (on_error: stop)",
+            }
+        )
     else:
         updated = updated.model_copy(update={"step_index": index_ + 1})
         if updated.step_index >= len(updated.steps):
             failed = [s.name for s in updated.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
-            updated = updated.model_copy(update={
-                "status": RunStatus.failed if failed else RunStatus.succeeded,
-                "finished_at": iso(utcnow()),
-                "reason": f"steps with errors: {', '.join(failed)}" if failed else None,
-            })
+            updated = updated.model_copy(
+                update={
+                    "status": RunStatus.failed if failed else RunStatus.succeeded,
+                    "finished_at": iso(utcnow()),
+                    "reason": f"steps with errors: {', '.join(failed)}" if failed else None,
+                }
+            )
     extra = []
     if updated.status.finished:
         extra.append(_finish_writes(updated))
@@ -433,11 +468,15 @@ def _finish(run_id: str) -> None:
         if run.status != RunStatus.running or run.current is not None:
             return None
         failed = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
-        done = run.model_copy(update={
-            "status": RunStatus.failed if failed else RunStatus.succeeded, "finished_at": iso(utcnow()),
-        })
-        return runs.Change(run=done, extra=[_finish_writes(done)],
-                           events=[("run_finished", {"status": done.status.value})])
+        done = run.model_copy(
+            update={
+                "status": RunStatus.failed if failed else RunStatus.succeeded,
+                "finished_at": iso(utcnow()),
+            }
+        )
+        return runs.Change(
+            run=done, extra=[_finish_writes(done)], events=[("run_finished", {"status": done.status.value})]
+        )
 
     change = runs.transition(run_id, decide)
     if change is not None:
@@ -445,12 +484,20 @@ def _finish(run_id: str) -> None:
 
 
 def _after_finish(run: Run) -> None:
-    log.info("run=%s workflow=%s finished: %s%s", run.id, run.workflow, run.status.value,
-             f" ({run.reason})" if run.reason else "")
+    log.info(
+        "run=%s workflow=%s finished: %s%s",
+        run.id,
+        run.workflow,
+        run.status.value,
+        f" ({run.reason})" if run.reason else "",
+    )
     from resoto_tasks import events
 
-    events.emit(f"{run.workflow}_workflow_{run.status.value}", {"run_id": run.id, "workflow": run.workflow},
-                source_workflow=run.workflow)
+    events.emit(
+        f"{run.workflow}_workflow_{run.status.value}",
+        {"run_id": run.id, "workflow": run.workflow},
+        source_workflow=run.workflow,
+    )
     promote_queued(run.workflow)
 
 
@@ -458,8 +505,11 @@ def _emit_action_event(run: Run, step: StepRun) -> None:
     """An action is an event too: a workflow may start on ``post_collect``."""
     from resoto_tasks import events
 
-    events.emit(step.action, {"run_id": run.id, "workflow": run.workflow, "status": step.status.value},
-                source_workflow=run.workflow)
+    events.emit(
+        step.action,
+        {"run_id": run.id, "workflow": run.workflow, "status": step.status.value},
+        source_workflow=run.workflow,
+    )
 
 
 def _revoke(task_ids: list[str]) -> None:
@@ -484,18 +534,26 @@ def cancel(run_id: str, reason: str = "cancelled by user") -> Run | None:
         if run.status.finished:
             return None
         was_queued = run.status == RunStatus.queued
-        steps = []
-        for s in run.steps:
-            if s.status in (StepStatus.pending, StepStatus.running):
-                s = s.model_copy(update={
+        steps = [
+            s.model_copy(
+                update={
                     "status": StepStatus.cancelled,
                     "finished_at": iso(utcnow()) if s.status == StepStatus.running else None,
-                })
-            steps.append(s)
-        done = run.model_copy(update={
-            "status": RunStatus.cancelled, "steps": steps, "finished_at": iso(utcnow()), "reason": reason,
-            "step_index": len(steps),
-        })
+                }
+            )
+            if s.status in (StepStatus.pending, StepStatus.running)
+            else s
+            for s in run.steps
+        ]
+        done = run.model_copy(
+            update={
+                "status": RunStatus.cancelled,
+                "steps": steps,
+                "finished_at": iso(utcnow()),
+                "reason": reason,
+                "step_index": len(steps),
+            }
+        )
 
         def writes(pipe: Any) -> None:
             _finish_writes(done)(pipe)
@@ -503,8 +561,9 @@ def cancel(run_id: str, reason: str = "cancelled by user") -> Run | None:
             if was_queued:
                 pipe.delete(keys.workflow_queued(run.workflow))
 
-        return runs.Change(run=done, extra=[writes], events=[("run_finished", {"status": "cancelled",
-                                                                               "reason": reason})])
+        return runs.Change(
+            run=done, extra=[writes], events=[("run_finished", {"status": "cancelled", "reason": reason})]
+        )
 
     before = runs.load(run_id)
     watch = [keys.workflow_queued(before.workflow)] if before else []

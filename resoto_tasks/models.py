@@ -32,7 +32,7 @@ class OnSurpass(StrEnum):
     """Start nothing and name the run in the way."""
     wait = "wait"
     """Queue exactly one run (kept in Redis) that starts when the running one ends."""
-    replace = "replace"
+    replace_ = "replace"
     """Cancel the running run and start a new one."""
     parallel = "parallel"
     """Start another run beside it."""
@@ -143,8 +143,7 @@ class StepDefinition(Frozen):
         names = [f"pre_{self.name}", self.name, f"post_{self.name}"]
         actions = [f"pre_{action}", action, f"post_{action}"]
         return [
-            Step(name=n, action=a, timeout=timeout, on_error=self.on_error)
-            for n, a in zip(names, actions, strict=True)
+            Step(name=n, action=a, timeout=timeout, on_error=self.on_error) for n, a in zip(names, actions, strict=True)
         ]
 
 

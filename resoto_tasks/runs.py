@@ -60,10 +60,7 @@ def new_run(workflow: Workflow, trigger: TriggerInfo, status: RunStatus, run_id:
         status=status,
         created_at=now,
         started_at=now if status == RunStatus.running else None,
-        steps=[
-            StepRun(name=s.name, action=s.action, on_error=s.on_error, timeout=s.timeout)
-            for s in workflow.steps
-        ],
+        steps=[StepRun(name=s.name, action=s.action, on_error=s.on_error, timeout=s.timeout) for s in workflow.steps],
     )
 
 
@@ -213,8 +210,10 @@ def view(run_id: str) -> Run:
                 if merged[sub].finished_at != outcome.finished_at and step.status.finished:
                     merged[f"{sub} (late)"] = outcome.model_copy(update={"late": True})
                 continue
-            late = step.status.finished and step.finished_at is not None and (
-                (outcome.finished_at or "") > step.finished_at
+            late = (
+                step.status.finished
+                and step.finished_at is not None
+                and ((outcome.finished_at or "") > step.finished_at)
             )
             merged[sub] = outcome.model_copy(update={"late": late})
         if step.status == StepStatus.running:

@@ -45,7 +45,7 @@ _static: list[Subscription] = []
 _sources: list[SubscriptionSource] = []
 
 
-class Aborted(Exception):  # noqa: N818 - reads as "raise Aborted" in hooks
+class Aborted(Exception):
     """Raised by :meth:`ActionContext.check_abort` when the run was cancelled."""
 
 
@@ -146,7 +146,10 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
         status, error = OutcomeStatus.error, f"{type(exc).__name__}: {exc}"[:2000]
         log.warning(
             "run=%s step=%s subscriber=%s raised %s",
-            message.run_id, message.step, message.subscriber_id, error,
+            message.run_id,
+            message.step,
+            message.subscriber_id,
+            error,
         )
     outcome = Outcome(
         subscriber_id=message.subscriber_id,
@@ -160,7 +163,11 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
     runs.record_outcome(message, outcome)
     log.info(
         "run=%s step=%s subscriber=%s %s in %.3fs",
-        message.run_id, message.step, message.subscriber_id, status.value, time.monotonic() - t0,
+        message.run_id,
+        message.step,
+        message.subscriber_id,
+        status.value,
+        time.monotonic() - t0,
     )
     return {"subscriber_id": message.subscriber_id, "status": status.value}
 

@@ -23,24 +23,47 @@ from resoto_tasks.worker_options import WorkerOptions, set_current
 log = logging.getLogger(__name__)
 
 WORKER_CLI_OPTIONS = [
-    click.Option(["--cleanup-expired"], is_flag=True, default=False,
-                 help="Subscribe the expiry planner to cleanup_plan: mark expired, unprotected resources."),
-    click.Option(["--cleanup"], is_flag=True, default=False,
-                 help="Subscribe the cleaner to cleanup: delete marked, unprotected resources."),
-    click.Option(["--cleanup-dry-run"], is_flag=True, default=False,
-                 help="The cleaner decides and records everything but deletes nothing."),
-    click.Option(["--cleanup-max"], type=int, default=None,
-                 help="Delete nothing (and fail the step) if a run would delete more than N resources."),
-    click.Option(["--cleanup-max-percent"], type=float, default=None,
-                 help="Delete nothing if a run would delete more than P percent of an account's resources."),
-    click.Option(["--cleanup-pool-size"], type=int, default=8,
-                 help="Parallel deletions within one wave."),
-    click.Option(["--metrics-port"], type=int, default=None,
-                 help="Serve /metrics and /health on this port (metrics workers; default 9955)."),
+    click.Option(
+        ["--cleanup-expired"],
+        is_flag=True,
+        default=False,
+        help="Subscribe the expiry planner to cleanup_plan: mark expired, unprotected resources.",
+    ),
+    click.Option(
+        ["--cleanup"],
+        is_flag=True,
+        default=False,
+        help="Subscribe the cleaner to cleanup: delete marked, unprotected resources.",
+    ),
+    click.Option(
+        ["--cleanup-dry-run"],
+        is_flag=True,
+        default=False,
+        help="The cleaner decides and records everything but deletes nothing.",
+    ),
+    click.Option(
+        ["--cleanup-max"],
+        type=int,
+        default=None,
+        help="Delete nothing (and fail the step) if a run would delete more than N resources.",
+    ),
+    click.Option(
+        ["--cleanup-max-percent"],
+        type=float,
+        default=None,
+        help="Delete nothing if a run would delete more than P percent of an account's resources.",
+    ),
+    click.Option(["--cleanup-pool-size"], type=int, default=8, help="Parallel deletions within one wave."),
+    click.Option(
+        ["--metrics-port"],
+        type=int,
+        default=None,
+        help="Serve /metrics and /health on this port (metrics workers; default 9955).",
+    ),
 ]
 
 
-class ResotoWorkerStep(bootsteps.StartStopStep):
+class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
     """Holds the worker's options and keeps its subscriptions alive."""
 
     requires = {"celery.worker.components:Pool"}

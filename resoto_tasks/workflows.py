@@ -42,8 +42,12 @@ BUILTIN_STEP_TIMEOUT_S = 10.0
 STEP_GROUPS: dict[str, list[str]] = {
     "collect": ["pre_collect", "collect", "post_collect"],
     "cleanup": [
-        "pre_cleanup_plan", "cleanup_plan", "post_cleanup_plan",
-        "pre_cleanup", "cleanup", "post_cleanup",
+        "pre_cleanup_plan",
+        "cleanup_plan",
+        "post_cleanup_plan",
+        "pre_cleanup",
+        "cleanup",
+        "post_cleanup",
     ],
     "metrics": ["pre_generate_metrics", "generate_metrics", "post_generate_metrics"],
 }
@@ -80,9 +84,7 @@ def builtin_workflows() -> dict[str, Workflow]:
         schedule = overrides.get(name, BUILTIN_SCHEDULES.get(name, ""))
         if schedule:
             triggers.append(_schedule_trigger(schedule))
-        found[name] = Workflow(
-            name=name, steps=steps, triggers=triggers, on_surpass=OnSurpass.wait, builtin=True
-        )
+        found[name] = Workflow(name=name, steps=steps, triggers=triggers, on_surpass=OnSurpass.wait, builtin=True)
     return found
 
 
@@ -142,9 +144,7 @@ def parse_workflow_text(text: str, source: str) -> WorkflowDefinition:
     try:
         return WorkflowDefinition.model_validate(doc)
     except ValidationError as exc:
-        problems = [
-            WorkflowFileError(source, _field_path(e["loc"], doc), _problem(e)) for e in exc.errors()
-        ]
+        problems = [WorkflowFileError(source, _field_path(e["loc"], doc), _problem(e)) for e in exc.errors()]
         raise WorkflowFileErrors(problems) from None
 
 
@@ -161,7 +161,7 @@ def validate_files(paths: list[Path]) -> tuple[list[WorkflowDefinition], list[Wo
     """Every file checked, and duplicate names across them (and against built-ins) reported."""
     found: list[WorkflowDefinition] = []
     problems: list[WorkflowFileError] = []
-    seen: dict[str, str] = {name: "built-in" for name in builtin_workflows()}
+    seen: dict[str, str] = dict.fromkeys(builtin_workflows(), "built-in")
     for path in paths:
         try:
             definition = load_file(path)
@@ -169,9 +169,9 @@ def validate_files(paths: list[Path]) -> tuple[list[WorkflowDefinition], list[Wo
             problems.extend(exc.problems)
             continue
         if definition.name in seen:
-            problems.append(
-                WorkflowFileError(path, "name", f"workflow {definition.name!r} is already defined ({seen[definition.name]})")
-            )
+            where = seen[definition.name]
+            problem = f"workflow {definition.name!r} is already defined ({where})"
+            problems.append(WorkflowFileError(path, "name", problem))
             continue
         seen[definition.name] = str(path)
         found.append(definition)

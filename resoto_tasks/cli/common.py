@@ -62,8 +62,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), EXIT_USAGE)
         except RedisUnavailable as exc:
             fail(str(exc))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                redis.exceptions.AuthenticationError) as exc:
+        except (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.AuthenticationError,
+        ) as exc:
             fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc)}")
         except redis.exceptions.ResponseError as exc:
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):

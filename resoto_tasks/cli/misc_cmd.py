@@ -28,8 +28,15 @@ def list_subscribers(json_: JsonOpt = False) -> None:
         return
     table = Table("action", "subscriber", "task", "queue", "timeout", "blocking", "workers", box=None)
     for s in found:
-        table.add_row(s.action, s.subscriber_id, s.task, s.queue, f"{s.timeout:g}s",
-                      "yes" if s.wait_for_completion else "no", ", ".join(held.get(s.key, [])))
+        table.add_row(
+            s.action,
+            s.subscriber_id,
+            s.task,
+            s.queue,
+            f"{s.timeout:g}s",
+            "yes" if s.wait_for_completion else "no",
+            ", ".join(held.get(s.key, [])),
+        )
     console.print(table)
 
 

@@ -11,10 +11,17 @@ from rich.text import Text
 from resoto_tasks.models import OutcomeStatus, Run, RunStatus, StepRun, StepStatus, Workflow
 
 STATUS_STYLE = {
-    RunStatus.queued: "yellow", RunStatus.running: "cyan", RunStatus.succeeded: "green",
-    RunStatus.failed: "red", RunStatus.cancelled: "magenta",
-    StepStatus.pending: "dim", StepStatus.running: "cyan", StepStatus.done: "green",
-    StepStatus.failed: "red", StepStatus.timed_out: "red", StepStatus.skipped: "dim",
+    RunStatus.queued: "yellow",
+    RunStatus.running: "cyan",
+    RunStatus.succeeded: "green",
+    RunStatus.failed: "red",
+    RunStatus.cancelled: "magenta",
+    StepStatus.pending: "dim",
+    StepStatus.running: "cyan",
+    StepStatus.done: "green",
+    StepStatus.failed: "red",
+    StepStatus.timed_out: "red",
+    StepStatus.skipped: "dim",
     StepStatus.cancelled: "magenta",
 }
 
@@ -51,8 +58,7 @@ def workflows_table(workflows: list[Workflow]) -> Table:
             next(f"{k}: {v}" for k, v in t.model_dump(mode="json").items() if k in ("cron", "interval", "event"))
             for t in wf.triggers
         )
-        table.add_row(wf.name, str(len(wf.steps)), triggers, wf.on_surpass.value,
-                      "built-in" if wf.builtin else "user")
+        table.add_row(wf.name, str(len(wf.steps)), triggers, wf.on_surpass.value, "built-in" if wf.builtin else "user")
     return table
 
 
@@ -62,8 +68,12 @@ def runs_table(found: list[Run]) -> Table:
         bad = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
         slot = run.trigger.details.get("slot", "")
         table.add_row(
-            run.id, run.workflow, styled(run.status), f"{run.trigger.kind.value} {slot}".strip(),
-            run.started_at or run.created_at, fmt_duration(duration_s(run.started_at, run.finished_at)),
+            run.id,
+            run.workflow,
+            styled(run.status),
+            f"{run.trigger.kind.value} {slot}".strip(),
+            run.started_at or run.created_at,
+            fmt_duration(duration_s(run.started_at, run.finished_at)),
             ", ".join(bad),
         )
     return table
@@ -81,21 +91,32 @@ def _progress(step: StepRun) -> str:
 def run_timeline(run: Run) -> RenderableType:
     """The run as a step timeline with durations, answers and the cleanup ledger's totals."""
     title = Text.assemble(
-        (run.id, "bold"), "  ", run.workflow, "  ", styled(run.status), "  ",
+        (run.id, "bold"),
+        "  ",
+        run.workflow,
+        "  ",
+        styled(run.status),
+        "  ",
         f"trigger: {run.trigger.kind.value}",
         f"  duration: {fmt_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
     )
     table = Table("#", "step", "status", "started", "duration", "subscribers", "detail", box=None)
     for i, step in enumerate(run.steps):
-        answered = sum(1 for s in step.blocking if s in step.outcomes
-                       and step.outcomes[s].status != OutcomeStatus.running)
+        answered = sum(
+            1 for s in step.blocking if s in step.outcomes and step.outcomes[s].status != OutcomeStatus.running
+        )
         subs = f"{answered}/{len(step.blocking)}" if step.blocking else ""
         if step.nonblocking:
             subs += f" +{len(step.nonblocking)} nb"
         detail = step.error or _progress(step)
         table.add_row(
-            str(i + 1), step.name, styled(step.status), (step.started_at or "")[11:23],
-            fmt_duration(duration_s(step.started_at, step.finished_at)), subs, detail[:120],
+            str(i + 1),
+            step.name,
+            styled(step.status),
+            (step.started_at or "")[11:23],
+            fmt_duration(duration_s(step.started_at, step.finished_at)),
+            subs,
+            detail[:120],
         )
     parts: list[RenderableType] = [title, table]
     if run.reason:

@@ -84,8 +84,10 @@ def _run(name: str, wait: bool, timeout: float | None, json_: bool) -> None:
                 err_console.print(result.message)
         return
     if not json_:
-        console.print(f"run {result.run_id} {result.status.value}" +
-                      (f": {result.message}" if result.status == StartStatus.queued else ""))
+        console.print(
+            f"run {result.run_id} {result.status.value}"
+            + (f": {result.message}" if result.status == StartStatus.queued else "")
+        )
     run = wait_for(result.run_id, timeout, live=not json_ and console.is_terminal)
     if run is None:
         if json_:

@@ -39,21 +39,24 @@ def show(name: str, json_: JsonOpt = False) -> None:
         return
     console.print(workflows_table([wf]))
     for i, step in enumerate(wf.steps):
-        console.print(f"  {i + 1:>2}. {step.name:<28} action={step.action} timeout={step.timeout:g}s "
-                      f"on_error={step.on_error.value}")
+        console.print(
+            f"  {i + 1:>2}. {step.name:<28} action={step.action} timeout={step.timeout:g}s "
+            f"on_error={step.on_error.value}"
+        )
 
 
 @app.command()
 @handle_errors
-def validate(paths: Annotated[list[Path], typer.Argument(help="Workflow YAML files.")],
-             json_: JsonOpt = False) -> None:
+def validate(paths: Annotated[list[Path], typer.Argument(help="Workflow YAML files.")], json_: JsonOpt = False) -> None:
     """Check workflow files; one line per problem naming the file, the field and what is wrong."""
     found, problems = workflows.validate_files(paths)
     if json_:
-        print_json({
-            "valid": [d.name for d in found],
-            "problems": [{"path": p.path, "field": p.field, "problem": p.problem} for p in problems],
-        })
+        print_json(
+            {
+                "valid": [d.name for d in found],
+                "problems": [{"path": p.path, "field": p.field, "problem": p.problem} for p in problems],
+            }
+        )
     else:
         for d in found:
             console.print(f"[green]ok[/] {d.name}")

@@ -95,11 +95,14 @@ def test_parallel_starts_another_run_beside_the_running_one() -> None:
         _cleanup(name)
 
 
-@pytest.mark.parametrize(("policy", "expected"), [
-    ("skip", {StartStatus.started: 1, StartStatus.skipped: 49}),
-    ("wait", {StartStatus.started: 1, StartStatus.queued: 49}),
-    ("parallel", {StartStatus.started: 50}),
-])
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("skip", {StartStatus.started: 1, StartStatus.skipped: 49}),
+        ("wait", {StartStatus.started: 1, StartStatus.queued: 49}),
+        ("parallel", {StartStatus.started: 50}),
+    ],
+)
 def test_fifty_racing_starts_start_exactly_what_the_policy_allows(
     policy: str, expected: dict[StartStatus, int]
 ) -> None:
@@ -119,8 +122,9 @@ def test_fifty_racing_replace_starts_leave_exactly_one_run_running() -> None:
     with subscribed(*subs):  # type: ignore[arg-type]
         results = _race(name, 50)
         assert all(r.status == StartStatus.started for r in results)
-        wait_until(lambda: sum(r.status == RunStatus.running for r in runs.list_runs(name, 100)) == 1,
-                   what="one survivor")
+        wait_until(
+            lambda: sum(r.status == RunStatus.running for r in runs.list_runs(name, 100)) == 1, what="one survivor"
+        )
         _cleanup(name)
 
 

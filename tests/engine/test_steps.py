@@ -45,10 +45,13 @@ def test_a_slow_subscriber_holds_the_next_step_back() -> None:
     assert run.status == RunStatus.succeeded
 
 
-@pytest.mark.parametrize(("on_error", "run_status", "later"), [
-    ("continue", RunStatus.failed, StepStatus.done),
-    ("stop", RunStatus.failed, StepStatus.skipped),
-])
+@pytest.mark.parametrize(
+    ("on_error", "run_status", "later"),
+    [
+        ("continue", RunStatus.failed, StepStatus.done),
+        ("stop", RunStatus.failed, StepStatus.skipped),
+    ],
+)
 def test_a_failing_subscriber_fails_its_step_and_the_run_follows_on_error(
     on_error: str, run_status: RunStatus, later: StepStatus
 ) -> None:
@@ -173,8 +176,15 @@ def test_separate_workers_one_per_queue_run_the_hourly_workflow(
     workers = [start_worker(q, wait=False) for q in ("collect", "cleanup", "metrics", "workflow")]
     for w in workers:
         w.wait_ready()
-    subs = [sub(a, queue=q) for a, q in [("collect", "collect"), ("cleanup_plan", "cleanup"),
-                                         ("cleanup", "cleanup"), ("generate_metrics", "metrics")]]
+    subs = [
+        sub(a, queue=q)
+        for a, q in [
+            ("collect", "collect"),
+            ("cleanup_plan", "cleanup"),
+            ("cleanup", "cleanup"),
+            ("generate_metrics", "metrics"),
+        ]
+    ]
     with subscribed(*subs):
         run = wait_finished(engine.start("collect_and_cleanup").run_id or "", 60)
     assert run.status == RunStatus.succeeded

@@ -20,8 +20,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
-def add_workflow(name: str, steps: list[dict[str, Any]], on_surpass: str = "wait",
-                 triggers: list[dict[str, Any]] | None = None) -> str:
+def add_workflow(
+    name: str, steps: list[dict[str, Any]], on_surpass: str = "wait", triggers: list[dict[str, Any]] | None = None
+) -> str:
     """Store a user workflow in Redis, as ``resoto-tasks workflows add`` does."""
     doc = {"name": name, "on_surpass": on_surpass, "steps": steps, "triggers": triggers or []}
     pipe = client().pipeline()
@@ -31,10 +32,24 @@ def add_workflow(name: str, steps: list[dict[str, Any]], on_surpass: str = "wait
     return name
 
 
-def sub(action: str, sid: str | None = None, queue: str = "workflow", timeout: float = 30,
-        blocking: bool = True, task: str = "tests.behave", **kwargs: Any) -> Subscription:
-    return Subscription(action=action, subscriber_id=sid or unique(action), task=task, queue=queue,
-                        timeout=timeout, wait_for_completion=blocking, kwargs=kwargs)
+def sub(
+    action: str,
+    sid: str | None = None,
+    queue: str = "workflow",
+    timeout: float = 30,
+    blocking: bool = True,
+    task: str = "tests.behave",
+    **kwargs: Any,
+) -> Subscription:
+    return Subscription(
+        action=action,
+        subscriber_id=sid or unique(action),
+        task=task,
+        queue=queue,
+        timeout=timeout,
+        wait_for_completion=blocking,
+        kwargs=kwargs,
+    )
 
 
 @contextmanager

@@ -10,8 +10,9 @@ import json
 import time
 from typing import Any
 
+from resoto_tasks.celery_app import app
 from resoto_tasks.redis_conn import client
-from resoto_tasks.subscribers import ActionContext, action_task
+from resoto_tasks.subscribers import ActionContext, action_task, subscriber
 
 
 class NotJson:
@@ -33,7 +34,7 @@ def behave(ctx: ActionContext) -> Any:
         while True:  # ignores the soft time limit: only the hard limit ends it
             try:
                 time.sleep(0.1)
-            except BaseException:  # noqa: S110 - this hook simulates a subscriber that hangs
+            except BaseException:
                 continue
     record = {"step": ctx.step, "sub": ctx.message.subscriber_id, "start": started, "end": time.time()}
     client().rpush(f"test:calls:{ctx.run_id}", json.dumps(record))
@@ -42,3 +43,14 @@ def behave(ctx: ActionContext) -> Any:
     if kwargs.get("garbage"):
         return NotJson()
     return {"ok": True}
+
+
+@subscriber("probe_action", queue="probe", timeout=5)
+def probe(ctx: ActionContext) -> None:
+    """A static hook: registered by any worker that consumes the ``probe`` queue."""
+
+
+@app.task(name="tests.marker", queue="workflow")
+def marker(key: str) -> None:
+    """Proves a message was executed: sets ``key``."""
+    client().set(key, "executed", ex=600)

@@ -24,14 +24,29 @@ def celery_bin() -> str:
 class WorkerProcess:
     """``celery -A resoto_tasks worker -Q <queues>`` in its own process group."""
 
-    def __init__(self, queues: str, *extra: str, pool: str = "prefork", concurrency: int = 2,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, queues: str, *extra: str, pool: str = "prefork", concurrency: int = 2, env: dict[str, str] | None = None
+    ) -> None:
         self.name = f"w{uuid.uuid4().hex[:6]}@test"
         self.queues = queues
         self.log_path = Path(f"/tmp/resoto-test-{self.name.split('@')[0]}.log")
         self.args = [
-            celery_bin(), "-A", "resoto_tasks", "worker", "-Q", queues, "-n", self.name,
-            "-P", pool, "-c", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle",
+            celery_bin(),
+            "-A",
+            "resoto_tasks",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            self.name,
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
             *extra,
         ]
         self.env = {**os.environ, **(env or {})}
@@ -40,8 +55,13 @@ class WorkerProcess:
     def start(self, wait: bool = True, timeout_s: float = 30) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         if wait:
             self.wait_ready(timeout_s)
@@ -87,10 +107,17 @@ class WorkerProcess:
                 self.kill()
 
 
-def resoto(*args: str, env: dict[str, str] | None = None, timeout_s: float = 60,
-           input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def resoto(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 60, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``resoto-tasks`` command."""
     return subprocess.run(
-        [str(VENV_BIN / "resoto-tasks"), *args], cwd=ROOT, env={**os.environ, **(env or {})},
-        capture_output=True, text=True, timeout=timeout_s, input=input_text, check=False,
+        [str(VENV_BIN / "resoto-tasks"), *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        input=input_text,
+        check=False,
     )
