@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from resoto_tasks import logs  # noqa: F401 - connects the log format to Celery's logging signals
 from resoto_tasks.routing import QUEUES, WORKFLOW
 from resoto_tasks.settings import Settings, get_settings
 from resoto_tasks.worker_boot import WORKER_CLI_OPTIONS, ResotoWorkerStep

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
+from resoto_tasks import logs
 from resoto_tasks.cli import misc_cmd, runs_cmd, workflows_cmd
 
 app = typer.Typer(
@@ -23,7 +22,7 @@ app.command("run")(runs_cmd.run_command)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure_cli()
     app()
 
 
