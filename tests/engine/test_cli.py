@@ -1,0 +1,75 @@
+"""The real ``resoto-tasks`` command: exit codes and JSON a script can read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resoto_tasks import engine, runs
+from tests.support.flow import add_workflow, sub, subscribed, unique
+from tests.support.workers import resoto
+
+pytestmark = pytest.mark.usefixtures("session_worker")
+
+
+def test_run_wait_json_exits_0_with_the_twelve_actions_in_order() -> None:
+    proc = resoto("run", "collect_and_cleanup", "--wait", "--json", timeout_s=120)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["status"] == "succeeded"
+    steps = record["steps"]
+    assert [s["action"] for s in steps][:3] == ["pre_collect", "collect", "post_collect"]
+    assert len(steps) == 12
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert after["started_at"] >= before["finished_at"]
+
+
+def test_run_wait_exits_1_when_the_run_fails() -> None:
+    name = unique("clifail")
+    add_workflow(name, [{"name": f"{name}_a"}])
+    with subscribed(sub(f"{name}_a", **{"raise": "nope"})):
+        proc = resoto("run", name, "--wait", "--json")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "failed"
+
+
+def test_run_exits_3_when_the_overlap_policy_starts_nothing() -> None:
+    name = unique("cliskip")
+    add_workflow(name, [{"name": f"{name}_a", "timeout": 60}], on_surpass="skip")
+    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout=60)):
+        first = engine.start(name)
+        proc = resoto("run", name, "--wait")
+        engine.cancel(first.run_id or "")
+    assert proc.returncode == 3
+    assert "still running" in proc.stderr
+
+
+def test_run_wait_timeout_exits_1() -> None:
+    name = unique("clitimeout")
+    add_workflow(name, [{"name": f"{name}_a", "timeout": 60}])
+    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout=60)):
+        proc = resoto("run", name, "--wait", "--timeout", "1")
+        assert runs.list_runs(name, 1), proc.stderr
+        run_id = runs.list_runs(name, 1)[0].id
+        engine.cancel(run_id)
+    assert proc.returncode == 1
+    assert "did not end within 1 s" in proc.stderr
+
+
+def test_runs_list_show_and_cancel() -> None:
+    name = unique("clilist")
+    add_workflow(name, [{"name": f"{name}_a", "timeout": 60}])
+    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout=60)):
+        run_id = engine.start(name).run_id or ""
+        listed = json.loads(resoto("runs", "list", "--workflow", name, "--json").stdout)
+        assert [r["id"] for r in listed] == [run_id]
+        shown = resoto("runs", "show", run_id)
+        assert shown.returncode == 0 and name in shown.stdout
+        cancel = resoto("runs", "cancel", run_id)
+        assert cancel.returncode == 0, cancel.stderr
+        again = resoto("runs", "cancel", run_id)
+        assert again.returncode == 1 and "already ended" in again.stderr
+    errors = json.loads(resoto("runs", "list", "--workflow", name, "--has-errors", "--json").stdout)
+    assert errors == []
+    assert resoto("runs", "show", "no-such-run").returncode == 2
