@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -21,7 +22,7 @@ def test_run_wait_json_exits_0_with_the_twelve_actions_in_order() -> None:
     steps = record["steps"]
     assert [s["action"] for s in steps][:3] == ["pre_collect", "collect", "post_collect"]
     assert len(steps) == 12
-    for before, after in zip(steps, steps[1:], strict=False):
+    for before, after in itertools.pairwise(steps):
         assert after["started_at"] >= before["finished_at"]
 
 
