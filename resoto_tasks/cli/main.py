@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from resoto_tasks import logs
-from resoto_tasks.cli import misc_cmd, runs_cmd, workflows_cmd
+from resoto_tasks.cli import misc_cmd, runs_cmd, up_cmd, workflows_cmd
 
 app = typer.Typer(
     name="resoto-tasks",
@@ -19,6 +19,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(misc_cmd.subscribers_app, name="subscribers")
 app.add_typer(misc_cmd.events_app, name="events")
 app.command("run")(runs_cmd.run_command)
+app.command("up")(up_cmd.up)
 
 
 def main() -> None:
