@@ -22,6 +22,7 @@ in ``resoto:expires: never`` cannot make an old ``expiration: 2h`` tag delete th
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -49,17 +50,18 @@ _UNIT_S: dict[str, float] = {
 # Longest spellings first so ``min`` wins over ``m`` and ``mo`` over ``m``; a unit may not run
 # into a letter (``3ms`` and ``2 fortnights`` are malformed, not ``3m`` + garbage).
 _UNIT = "|".join(sorted(_UNIT_S, key=len, reverse=True))
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER = r"(?:\d+(?:\.\d+)?|\.\d+)"
 _PAIR = rf"({_NUMBER})[ \t]*({_UNIT})(?![A-Za-z])"
 _SEP = r"(?:[ \t]*,[ \t]*(?:and\b[ \t]*)?|[ \t]+and[ \t]+|[ \t]*)"
-_HUMAN = re.compile(rf"\+?[ \t]*{_PAIR}(?:{_SEP}{_PAIR})*")
-_HUMAN_PAIR = re.compile(_PAIR)
+# ASCII: ``\d`` would otherwise take any Unicode digit, and float() accepts them.
+_HUMAN = re.compile(rf"\+?[ \t]*{_PAIR}(?:{_SEP}{_PAIR})*", re.ASCII)
+_HUMAN_PAIR = re.compile(_PAIR, re.ASCII)
 
 _ISO_NUMBER = r"(\d+(?:[.,]\d+)?)"
 _ISO_PERIOD = re.compile(
     rf"P(?:{_ISO_NUMBER}Y)?(?:{_ISO_NUMBER}M)?(?:{_ISO_NUMBER}W)?(?:{_ISO_NUMBER}D)?"
     rf"(?:T(?:{_ISO_NUMBER}H)?(?:{_ISO_NUMBER}M)?(?:{_ISO_NUMBER}S)?)?",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 _ISO_UNIT_S = (365 * _DAY_S, 31 * _DAY_S, 7 * _DAY_S, _DAY_S, 3600.0, 60.0, 1.0)
 
@@ -105,7 +107,7 @@ def expiry_status(tags: Mapping[str, str], ctime: datetime | None) -> Expiry:
     """The expiry the tags give (UTC) and whether the deciding tag was malformed; never raises."""
     try:
         return _expiry(tags, ctime)
-    except Exception:  # noqa: BLE001 - a tag may never crash a collect; counted as malformed instead
+    except Exception:  # a tag may never crash a collect; it is counted as malformed instead
         return MALFORMED
 
 
@@ -179,7 +181,7 @@ def _iso_period_s(text: str) -> float | None:
 
 def _finite(seconds: float) -> float | None:
     # timedelta holds up to 999,999,999 days; beyond that (or inf) the tag is malformed.
-    if seconds != seconds or seconds < 0 or seconds >= 999_999_999 * _DAY_S:
+    if not math.isfinite(seconds) or seconds < 0 or seconds >= 999_999_999 * _DAY_S:
         return None
     return seconds
 

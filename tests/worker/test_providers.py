@@ -1,0 +1,36 @@
+"""Provider discovery through the ``resoto_tasks.providers`` entry points."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.providers.base import (
+    Provider,
+    UnknownProvider,
+    available_providers,
+    load_provider,
+    load_providers,
+)
+from worker.providers.example import ExampleProvider
+
+
+def test_the_example_provider_is_found_through_its_entry_point() -> None:
+    assert "example" in available_providers()
+    provider = load_provider("example")
+    assert isinstance(provider, ExampleProvider)
+    assert isinstance(provider, Provider)
+    assert provider.name == "example"
+
+
+def test_unknown_providers_are_all_named_with_the_known_ones() -> None:
+    with pytest.raises(UnknownProvider) as caught:
+        load_providers(["example", "aws", "gcp"])
+    assert caught.value.names == ["aws", "gcp"]
+    message = str(caught.value)
+    assert "'aws', 'gcp'" in message
+    assert "known providers: example" in message
+    assert "RESOTO_COLLECT_PROVIDERS" in message
+
+
+def test_names_are_trimmed_and_deduplicated() -> None:
+    assert [p.name for p in load_providers([" example", "example", ""])] == ["example"]

@@ -1,0 +1,1 @@
+"""The actors: collect (provider plugins), cleanup (plan, delete), metrics (generate, serve)."""
