@@ -1,0 +1,79 @@
+"""``resoto-tasks schedule ...``: list, pause, resume the time triggers that beat fires.
+
+``beat`` is imported inside the commands: the core never imports it at module import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from resoto_tasks.cli.common import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
+
+app = typer.Typer(help="Schedules: the cron and interval triggers beat fires.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _when(value: str | None) -> str:
+    """``2026-11-26T10:00:00.123Z`` -> ``2026-11-26 10:00:00Z`` for the table (--json keeps ms)."""
+    if not value:
+        return ""
+    return value[:19].replace("T", " ") + "Z"
+
+
+@app.command("list")
+@handle_errors
+def list_(json_: JsonOpt = False) -> None:
+    """Every time trigger: next due time, last fired slot, paused and why."""
+    from beat import control
+
+    rows = control.schedule_rows()
+    if json_:
+        print_json([row.as_json() for row in rows])
+        return
+    table = Table(box=None)
+    table.add_column("workflow", overflow="fold")
+    table.add_column("trigger", overflow="fold")
+    table.add_column("next due", no_wrap=True)
+    table.add_column("last fired", no_wrap=True)
+    table.add_column("paused", overflow="fold")
+    for row in rows:
+        fired = _when(row.last_fired["slot"]) if row.last_fired else ""
+        if row.paused:
+            paused = "paused" + (f": {row.paused_note}" if row.paused_note else "")
+        else:
+            paused = ""
+        next_due = _when(row.next_due) if row.scheduled or row.paused else f"{_when(row.next_due)} (no beat yet)"
+        table.add_row(row.workflow, row.trigger_text, next_due, fired, paused)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def pause(
+    name: str,
+    note: Annotated[str | None, typer.Option("--note", help="Why; shown by `schedule list`.")] = None,
+) -> None:
+    """Stop NAME's cron and interval triggers from firing until `schedule resume`."""
+    from beat import control
+
+    try:
+        control.pause(name, note)
+    except control.NoTimeTrigger as exc:
+        fail(str(exc), EXIT_USAGE)
+    console.print(f"paused the schedule of [bold]{name}[/]")
+
+
+@app.command()
+@handle_errors
+def resume(name: str) -> None:
+    """Let NAME's triggers fire again from the next slot on; missed slots are not replayed."""
+    from beat import control
+
+    if control.resume(name):
+        console.print(f"resumed the schedule of [bold]{name}[/]")
+    else:
+        err_console.print(f"the schedule of {name} was not paused")
