@@ -53,6 +53,7 @@ from resoto_tasks.local_stack.plan import (
     flower_installed,
     plan,
 )
+from resoto_tasks.local_stack.processes import stop_all
 from resoto_tasks.local_stack.redis_local import RedisSource, StackRedis
 from resoto_tasks.local_stack.stack import LocalStack, http_ok
 from resoto_tasks.models import (
@@ -373,6 +374,7 @@ class UpSession:
                 "source": self.redis.source.value,
                 "version": self.redis.version,
                 "started": self.redis.started,
+                "pid": self.redis.process.pid if self.redis.process is not None else None,
                 "fallback_reason": self.redis.fallback_reason,
             },
             "processes": [
@@ -423,15 +425,14 @@ class UpSession:
                     self.report.say(run_line(run))
 
     def _stop(self, stop_timeout: float) -> None:
-        if self.stack is None:
-            if self.redis is not None and self.redis.process is not None:  # failed between the two
-                from resoto_tasks.local_stack.processes import stop_all
-
-                stop_all([self.redis.process], timeout_s=stop_timeout)
-                self.redis.release()
-            return
         started = time.monotonic()
-        how = self.stack.stop(stop_timeout)
+        if self.stack is not None:
+            how = self.stack.stop(stop_timeout)
+        elif self.redis is not None and self.redis.process is not None:  # failed before the stack existed
+            how = stop_all([self.redis.process], timeout_s=stop_timeout)
+            self.redis.release()
+        else:
+            how = {}
         if how:
             parts = ", ".join(f"{name} {ended}" for name, ended in how.items())
             self.report.say(f"stopped   in {time.monotonic() - started:.1f} s: [dim]{parts}[/]")

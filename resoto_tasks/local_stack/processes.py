@@ -27,7 +27,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 _PR_SET_PDEATHSIG = 1
+LEFTOVER_GRACE_S = 1.0
+"""After a leader exits, how long the rest of its group may take to follow before it is killed."""
 
 
 def _die_with_parent() -> None:
@@ -114,17 +118,33 @@ class ManagedProcess:
             self.proc.wait(5)
 
     def group_alive(self) -> bool:
-        """True while any process of the group exists (the leader may be gone, a child not)."""
+        """True while any live process of the group exists (the leader may be gone, a child not).
+
+        Zombies do not count: a killed orphan stays a zombie until init reaps it, and it holds
+        no resources and runs no code.
+        """
         if self.proc is None:
             return False
-        self.proc.poll()  # reap the leader if it exited, so it does not count as a zombie member
+        self.proc.poll()  # reap the leader if it exited, so it is not a zombie member itself
         try:
             os.killpg(self.proc.pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
+        return bool(group_members(self.proc.pid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in process group ``pgid``."""
+    found: list[int] = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                found.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
 
 
 def stop_all(
@@ -135,8 +155,11 @@ def stop_all(
 ) -> dict[str, str]:
     """Stop ``processes`` together: SIGTERM each, wait up to ``timeout_s``, then SIGKILL the groups.
 
+    A leader that exited is given :data:`LEFTOVER_GRACE_S` for the rest of its group (Celery's
+    pool children follow their parent within a moment); what is still there then is killed.
     ``force()`` is polled while waiting: a second Ctrl-C cuts the wait short. Returns, per name,
-    how it ended: ``exited <code>``, ``killed`` (SIGKILL needed) or ``not running``.
+    how it ended: ``exited <code>``, ``exited <code> (left children, killed)``, ``killed``
+    (SIGKILL was needed) or ``not started``.
     """
     group = list(processes)
     how: dict[str, str] = {}
@@ -152,16 +175,25 @@ def stop_all(
             p.request_stop()
     deadline = time.monotonic() + timeout_s
     pending = [p for p in group if p.name not in how]
+    leader_gone_at: dict[str, float] = {}
     while pending and time.monotonic() < deadline and not force():
         time.sleep(poll_s)
+        now = time.monotonic()
         for p in list(pending):
-            if not p.alive and not p.group_alive():
+            if p.alive:
+                continue
+            if not p.group_alive():
                 how[p.name] = f"exited {p.returncode}"
                 pending.remove(p)
+            elif now - leader_gone_at.setdefault(p.name, now) > LEFTOVER_GRACE_S:
+                p.kill_group()
+                how[p.name] = f"exited {p.returncode} (left children, killed)"
+                pending.remove(p)
     for p in pending:
+        leader_exited = not p.alive
         p.kill_group()
-        how[p.name] = "killed"
-    for p in group:  # a leader that exited by itself may have left pool children behind
+        how[p.name] = f"exited {p.returncode} (left children, killed)" if leader_exited else "killed"
+    for p in group:  # belt and braces: nothing of any group survives this function
         if p.group_alive():
             p.kill_group()
     return how
