@@ -109,11 +109,13 @@ class ResotoScheduler(RedBeatScheduler):  # type: ignore[misc]
         fresh = self._synced_at is not None and (now - self._synced_at).total_seconds() < RESYNC_EVERY_S
         if desired == self._desired and fresh:
             return
+        first = self._synced_at is None
         report = reconcile(self.store, desired, now, self.tz)
         self._desired, self._synced_at = desired, now
-        if report:
+        if report or first:
             log.info(
-                "beat: schedule synced (%s): added %s changed %s removed %s",
+                "beat: schedule synced (%d entries, %s): added %s changed %s removed %s",
+                len(desired),
                 report.summary(),
                 report.added,
                 report.changed,

@@ -42,10 +42,7 @@ def list_(json_: JsonOpt = False) -> None:
     table.add_column("paused", overflow="fold")
     for row in rows:
         fired = _when(row.last_fired["slot"]) if row.last_fired else ""
-        if row.paused:
-            paused = "paused" + (f": {row.paused_note}" if row.paused_note else "")
-        else:
-            paused = ""
+        paused = ("paused: " + row.paused_note if row.paused_note else "paused") if row.paused else ""
         next_due = _when(row.next_due) if row.scheduled or row.paused else f"{_when(row.next_due)} (no beat yet)"
         table.add_row(row.workflow, row.trigger_text, next_due, fired, paused)
     console.print(table)

@@ -1,0 +1,138 @@
+"""Helpers for the beat tests: real ``celery -A resoto_tasks beat`` processes, runs by slot.
+
+Beats run with a 5 s lock timeout and a 1 s loop, and with the built-in hourly schedule switched
+off, so a test that happens to cross a full hour starts nothing it did not ask for.
+
+Imported by test modules only (never by ``conftest.py`` at import time): ``resoto_tasks`` reads
+its settings once, and must not do so before the session's redis-server URL is exported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from resoto_tasks import runs
+from resoto_tasks.models import Run, TriggerKind
+from tests.support.workers import ROOT, celery_bin
+
+LOCK_TIMEOUT_S = 5.0
+BEAT_ENV = {
+    "RESOTO_BEAT_LOCK_TIMEOUT_S": str(LOCK_TIMEOUT_S),
+    "RESOTO_BEAT_MAX_LOOP_INTERVAL_S": "1",
+    "RESOTO_SCHEDULE_OVERRIDES": json.dumps({"collect_and_cleanup": ""}),
+}
+_SENT = re.compile(r"beat: workflow=(\S+) slot=(\S+) sent")
+
+
+class BeatProcess:
+    """``celery -A resoto_tasks beat`` in its own process group, logging to a file."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.name = f"beat{uuid.uuid4().hex[:6]}"
+        self.log_path = Path(f"/tmp/resoto-test-{self.name}.log")
+        self.args = [
+            celery_bin(),
+            "-A",
+            "resoto_tasks",
+            "beat",
+            "-l",
+            "info",
+            "-s",
+            f"/tmp/resoto-test-{self.name}-schedule",
+        ]
+        self.env = {**os.environ, **BEAT_ENV, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BeatProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def holds_lock(self) -> bool:
+        return "beat: Acquired lock" in self.log()
+
+    def sent(self, workflow: str) -> list[str]:
+        """The slots this beat sent for ``workflow``, from its log."""
+        return [slot for name, slot in _SENT.findall(self.log()) if name == workflow]
+
+    def wait_for(self, text: str, timeout_s: float = 15) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"beat exited with {self.proc.returncode}: {self.log()[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{text!r} not in the log of {self.name} after {timeout_s}s: {self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout_s: float = 10) -> None:
+        """SIGTERM: celery beat shuts down and redbeat releases the lock."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def time_runs(workflow: str) -> list[Run]:
+    """The workflow's runs, by slot; every one must have been started by a time trigger."""
+    found = runs.list_runs(workflow, limit=1000)
+    assert all(r.trigger.kind == TriggerKind.time for r in found), [r.trigger for r in found]
+    return sorted(found, key=lambda r: str(r.trigger.details["slot"]))
+
+
+def slots_of(found: list[Run]) -> list[datetime]:
+    return [parse_iso(str(r.trigger.details["slot"])) for r in found]
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def wait_for_runs(workflow: str, count: int, timeout_s: float = 15, after: datetime | None = None) -> list[Run]:
+    """Wait until ``count`` runs (with a slot after ``after``, if given) exist; returns all runs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = time_runs(workflow)
+        relevant = [s for s in slots_of(found) if after is None or s > after]
+        if len(relevant) >= count:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(relevant)} of {count} runs of {workflow} after {timeout_s}s")
+        time.sleep(0.1)
+
+
+def evenly_spaced(slots: list[datetime], period: timedelta) -> bool:
+    """Consecutive slots one period apart: none missing, none doubled, no burst."""
+    return all(b - a == period for a, b in itertools.pairwise(slots))
