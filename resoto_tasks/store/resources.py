@@ -16,8 +16,9 @@ PROVIDER_PATTERN = r"^[a-z][a-z0-9_\-]{0,62}$"
 """Provider names: lowercase identifiers (they appear in keys, metrics and entry points)."""
 ACCOUNT_PATTERN = r"^[^\s/|]{1,200}$"
 """Account ids as clouds spell them; no whitespace, ``/`` (used in ``provider/account``) or ``|``."""
-LABEL_PATTERN = r"^[^\s|]{1,100}$"
-"""Kind, region and attribute names: they are parts of count fields separated by ``|``."""
+LABEL_PATTERN = r"^[\w.:@\-]{1,100}$"
+"""Kind, region and attribute names (``aws_ec2_instance``, ``us-east-1``, ``volume_size_gb``): they
+are parts of count fields separated by ``|`` and metric labels, so letters, digits and ``_.:@-``."""
 
 ProviderName = Annotated[str, Field(pattern=PROVIDER_PATTERN)]
 AccountId = Annotated[str, Field(pattern=ACCOUNT_PATTERN)]
@@ -65,7 +66,7 @@ class Resource(Frozen):
 
     def to_json(self) -> str:
         """The stored form: compact JSON without default values."""
-        return _SERIALIZER.to_json(self, exclude_defaults=True).decode()
+        return serialize(self).decode()
 
     @classmethod
     def from_json(cls, doc: str | bytes) -> Resource:
@@ -78,6 +79,11 @@ class Resource(Frozen):
 
 
 _SERIALIZER = Resource.__pydantic_serializer__
+
+
+def serialize(resource: Resource) -> bytes:
+    """The stored form as UTF-8 bytes, straight from pydantic-core (the writer's hot path)."""
+    return _SERIALIZER.to_json(resource, exclude_defaults=True)
 
 
 class ResourceRef(Frozen):

@@ -45,8 +45,16 @@ READ_BATCH: Final = 2_000
 DELETE_ATTEMPTS: Final = 5
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+def _moment(when: datetime | None) -> datetime:
+    """``when`` in UTC (naive means UTC, as everywhere in the store), default now."""
+    if when is None:
+        return datetime.now(UTC)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _before(when: datetime) -> str:
+    """A sorted-set bound meaning "strictly before ``when``" (expired = expiry < now)."""
+    return f"({when.timestamp()!r}"
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -120,7 +128,7 @@ class ResourceStore:
         ``HSCAN`` guarantees each resource present for the whole iteration is seen at least once;
         if a commit swaps the snapshot meanwhile, the rest comes from the new one.
         """
-        needle = f'"kind":{json.dumps(kind)}' if kind is not None else None
+        needle = f'"kind":{json.dumps(kind, ensure_ascii=False)}' if kind is not None else None
         data = keys.live(provider, account).data
         cursor = 0
         while True:
@@ -152,7 +160,7 @@ class ResourceStore:
 
         Costs ``O(expired)`` per account (sorted-set range), read in batches.
         """
-        before = f"({(now or _utcnow()).timestamp()!r}"
+        before = _before(_moment(now))
         for prov, acct in self.accounts(provider, account):
             live = keys.live(prov, acct)
             for entries in self._expired_batches(live.expiry, before):
@@ -207,9 +215,7 @@ class ResourceStore:
 
     def mark_many(self, refs: Iterable[ResourceRef], reason: str, run_id: str, at: datetime | None = None) -> int:
         """Mark many resources with one reason; returns how many were in the store and marked."""
-        doc = json.dumps(
-            {"reason": reason, "run_id": run_id, "marked_at": (at or _utcnow()).astimezone(UTC).isoformat()}
-        )
+        doc = json.dumps({"reason": reason, "run_id": run_id, "marked_at": _moment(at).isoformat()})
         marked = 0
         for (prov, acct), ids in _group_by_account(refs).items():
             live = keys.live(prov, acct)
@@ -286,7 +292,7 @@ class ResourceStore:
         pipe.hlen(live.data)
         pipe.scard(live.protected)
         pipe.hlen(keys.marks(provider, account))
-        pipe.zcount(live.expiry, "-inf", f"({(now or _utcnow()).timestamp()!r}")
+        pipe.zcount(live.expiry, "-inf", _before(_moment(now)))
         pipe.hgetall(live.counts)  # kinds x regions x attrs fields: small by construction
         total, protected, marked, expired, fields = pipe.execute()
         groups, malformed = parse_fields(fields)
@@ -303,7 +309,7 @@ class ResourceStore:
 
     def all_stats(self, now: datetime | None = None) -> list[AccountStats]:
         """:meth:`account_stats` of every account, at one ``now``."""
-        moment = now or _utcnow()
+        moment = _moment(now)
         return [self.account_stats(p, a, moment) for p, a in self.accounts()]
 
     def counts(self, now: datetime | None = None) -> StoreCounts:
@@ -347,7 +353,7 @@ class ResourceStore:
         Driven by the smallest source that can answer: the marks when ``marked``, else the expiry
         index when ``expired``, else a scan of the resources; stops at ``limit``.
         """
-        moment = now or _utcnow()
+        moment = _moment(now)
         out: list[ResourceView] = []
         if limit is not None and limit <= 0:
             return out

@@ -22,6 +22,9 @@ def numeric_attrs(resource: Resource) -> dict[str, float]:
     }
 
 
+_NUMBERS = frozenset((int, float))
+
+
 @dataclass
 class _Group:
     count: int = 0
@@ -41,11 +44,12 @@ class Tally:
         if group is None:
             group = self.groups[key] = _Group()
         group.count += 1
-        if resource.attrs:
+        attrs = resource.attrs
+        if attrs:
             sums = group.sums
-            for name, value in resource.attrs.items():
-                if type(value) is float or type(value) is int:
-                    sums[name] = sums.get(name, 0.0) + value
+            for name, value in attrs.items():
+                if type(value) in _NUMBERS:  # exact types: bool is not a measure, str is not summed
+                    sums[name] = sums.get(name, 0.0) + value  # type: ignore[operator]
         if malformed:
             self.malformed += 1
 

@@ -1,10 +1,15 @@
 """Write one account's new snapshot beside the live one, then swap it in at once.
 
-A collect streams resources into staging keys in pipelined batches (memory bounded by one batch and
+A collect streams resources into staging keys in pipelined batches (memory bounded by two batches and
 the per-(kind, region) tally, however large the account), and ``commit()`` renames every staging key
 over its live key in one Lua script: readers see the old snapshot or the new one, never a mix, and
 indexes and counts always match the data. ``abort()`` (a failed or timed-out collect) drops staging
 and leaves the previous snapshot alone; if the writer's process dies, staging expires by itself.
+
+Speed: one batch is in flight while the next is built (its replies are read when the next one is
+sent), so Redis stores a batch while Python serialises the next; with hiredis this writes about as
+fast as serialising the documents and sending them with plain pipelined ``HSET`` (see the report in
+the commit that added it).
 
 Usage::
 
@@ -20,14 +25,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import redis
+from redis.connection import AbstractConnection
 
 from resoto_tasks.store import keys
 from resoto_tasks.store.errors import SnapshotClosed, StagingLost, WrongAccount
-from resoto_tasks.store.expiry import expiry_status
-from resoto_tasks.store.resources import AccountSnapshot, Resource
+from resoto_tasks.store.expiry import EXPIRATION_TAGS, EXPIRES_TAG, expiry_status
+from resoto_tasks.store.resources import AccountSnapshot, Resource, serialize
 from resoto_tasks.store.scripts import Scripts
 from resoto_tasks.store.tally import Tally
 
@@ -38,8 +44,69 @@ MARK_PRUNE_BATCH: Final = 1_000
 SCAN_BATCH: Final = 5_000
 
 
+_EXPIRY_TAGS: Final = frozenset((EXPIRES_TAG, *EXPIRATION_TAGS))
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _Channel:
+    """A connection of its own with at most one batch of commands in flight.
+
+    ``send`` writes a batch and returns at once; its replies are read by the next ``send`` or by
+    ``drain``, so Redis works on one batch while the caller builds the next. Any error breaks the
+    connection (unread replies would desynchronise it), so it is disconnected, not reused.
+    """
+
+    def __init__(self, r: redis.Redis) -> None:
+        self._pool = r.connection_pool
+        self._conn: AbstractConnection | None = None
+        self._pending = 0
+
+    def send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Read the previous batch's replies, then send this batch; returns the previous replies."""
+        previous = self.drain()
+        conn = self._connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        except BaseException:
+            self.close(broken=True)
+            raise
+        self._pending = len(commands)
+        return previous
+
+    def drain(self) -> list[Any]:
+        """The replies of the batch in flight (empty if none).
+
+        Raises:
+            redis.RedisError: a command failed or the connection broke.
+        """
+        if not self._pending or self._conn is None:
+            return []
+        replies: list[Any] = []
+        try:
+            for _ in range(self._pending):
+                replies.append(self._conn.read_response())
+        except BaseException:
+            self.close(broken=True)
+            raise
+        self._pending = 0
+        return replies
+
+    def close(self, *, broken: bool = False) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        self._pending = 0
+        if broken:
+            conn.disconnect()
+        self._pool.release(conn)
+
+    def _connection(self) -> AbstractConnection:
+        if self._conn is None:
+            self._conn = self._pool.get_connection()
+        return self._conn
 
 
 class SnapshotWriter:
@@ -84,7 +151,9 @@ class SnapshotWriter:
         self._written = 0
         self._duplicates = False
         self._tally = Tally()
-        self._docs: dict[str, str] = {}
+        self._channel = _Channel(r)
+        self._in_flight = 0
+        self._docs: dict[str, bytes] = {}
         self._expiry_s: dict[str, float] = {}
         self._protected: list[str] = []
 
@@ -110,20 +179,22 @@ class SnapshotWriter:
                 resource.id,
             )
         rid = resource.id
-        if rid in self._docs:
+        docs = self._docs
+        if rid in docs:
             self._duplicates = True
-        self._docs[rid] = resource.to_json()
-        if resource.tags:
-            expires, malformed = expiry_status(resource.tags, resource.ctime)
+        docs[rid] = serialize(resource)
+        malformed = False
+        tags = resource.tags
+        # Most resources carry no expiry tag: test for one before parsing (this loop runs 1M times).
+        if tags and not _EXPIRY_TAGS.isdisjoint(tags):
+            expires, malformed = expiry_status(tags, resource.ctime)
             if expires is not None:
                 self._expiry_s[rid] = expires.timestamp()
-        else:
-            malformed = False
         if resource.protected:
             self._protected.append(rid)
         self._tally.add(resource, malformed)
         self._count += 1
-        if len(self._docs) >= self._batch_size:
+        if len(docs) >= self._batch_size:
             self._flush()
 
     def add_many(self, resources: Iterable[Resource]) -> int:
@@ -152,6 +223,9 @@ class SnapshotWriter:
         if self._state != "open":
             raise SnapshotClosed(self.provider, self.account, self._state)
         self._flush()
+        self._take_replies(self._channel.drain(), self._in_flight)
+        self._in_flight = 0
+        self._channel.close()
         if self._duplicates:
             self._rebuild_from_staging()
         committed_at = self._clock()
@@ -202,6 +276,7 @@ class SnapshotWriter:
             return
         self._state = "aborted"
         self._release()
+        self._channel.close(broken=True)  # replies of a batch in flight are of no interest now
         self._r.unlink(*self._stage)
 
     def __enter__(self) -> SnapshotWriter:
@@ -215,30 +290,37 @@ class SnapshotWriter:
     # -- internals ------------------------------------------------------------------------------
 
     def _flush(self) -> None:
+        """Send the current batch; check the replies of the one sent before."""
         if not self._docs:
             return
         docs = self._docs
-        pipe = self._r.pipeline(transaction=False)
-        args: list[str] = []
+        args: list[str | bytes] = []
         for rid, doc in docs.items():
             args.append(rid)
             args.append(doc)
-        pipe.execute_command("HSET", self._stage.data, *args)
+        commands: list[tuple[Any, ...]] = [("HSET", self._stage.data, *args)]
         if self._expiry_s:
             zargs: list[str | float] = []
             for rid, score in self._expiry_s.items():
                 zargs.append(score)
                 zargs.append(rid)
-            pipe.execute_command("ZADD", self._stage.expiry, *zargs)
+            commands.append(("ZADD", self._stage.expiry, *zargs))
         if self._protected:
-            pipe.execute_command("SADD", self._stage.protected, *self._protected)
+            commands.append(("SADD", self._stage.protected, *self._protected))
         for key in (self._stage.data, self._stage.expiry, self._stage.protected):
-            pipe.expire(key, self._ttl_s)
-        added = pipe.execute()[0]
-        if int(added) != len(docs):
-            self._duplicates = True  # an id from an earlier batch came again
-        self._written += int(added)
+            commands.append(("EXPIRE", key, self._ttl_s))
         self._release()
+        replies, sent = self._channel.send(commands), self._in_flight
+        self._in_flight = len(docs)
+        self._take_replies(replies, sent)
+
+    def _take_replies(self, replies: list[Any], sent: int) -> None:
+        if not replies:
+            return
+        added = int(replies[0])  # HSET: how many of the batch's fields were new
+        if added != sent:
+            self._duplicates = True  # an id from an earlier batch came again
+        self._written += added
 
     def _release(self) -> None:
         self._docs = {}

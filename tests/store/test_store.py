@@ -209,3 +209,29 @@ def test_names_that_would_break_keys_are_refused(store: ResourceStore) -> None:
         store.snapshot_writer("Bad Name", "acct", "r")
     with pytest.raises(ValueError, match="kind"):
         Resource(id="x", kind="a|b", name="x", account="a", region="r", ctime=CTIME, provider="p")
+
+
+def test_non_ascii_names_and_kinds_round_trip_filter_and_delete(store: ResourceStore, account: str) -> None:
+    odd = res(account, "ü-1", kind="größe", name='snow ☃ "quoted" \\ back', tags={"ключ": "значение"})
+    _commit(store, account, [odd, res(account, "plain")])
+    assert store.get(PROVIDER, account, "ü-1") == odd
+    assert list(store.iter_resources(PROVIDER, account, kind="größe")) == [odd]
+    assert store.delete_resource(PROVIDER, account, "ü-1")
+    assert {g.kind for g in store.account_stats(PROVIDER, account).groups} == {"instance"}
+
+
+def test_a_naive_now_means_utc(store: ResourceStore, mixed: str) -> None:
+    naive_now = NOW.replace(tzinfo=None)
+    assert {e.ref.id for e in store.expired(naive_now, account=mixed)} == {"i-1", "v-1"}
+    assert store.account_stats(PROVIDER, mixed, naive_now).expired == 2
+    ref = ResourceRef(provider=PROVIDER, account=mixed, id="i-1")
+    store.mark(ref, "expired", "r", at=datetime(2024, 3, 1, 12))
+    mark = store.mark_of(ref)
+    assert mark is not None and mark.marked_at == datetime(2024, 3, 1, 12, tzinfo=UTC)
+
+
+def test_expires_at_and_count_read_single_values(store: ResourceStore, mixed: str) -> None:
+    assert store.expires_at(ResourceRef(provider=PROVIDER, account=mixed, id="i-1")) == CTIME + timedelta(hours=2)
+    assert store.expires_at(ResourceRef(provider=PROVIDER, account=mixed, id="i-3")) is None
+    assert store.count(PROVIDER, mixed) == 7
+    assert store.snapshots(PROVIDER) == [s for s in store.snapshots() if s.provider == PROVIDER]

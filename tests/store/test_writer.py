@@ -215,3 +215,22 @@ def test_a_batch_is_written_as_soon_as_it_is_full_so_memory_stays_bounded(store:
     assert writer.count == 250
     assert len(writer._docs) == 50  # two batches already in Redis, one pending
     writer.abort()
+
+
+def test_a_failed_batch_surfaces_at_the_next_flush_or_commit_and_abort_cleans_up(
+    r: redis.Redis, store: ResourceStore, account: str
+) -> None:
+    with store.snapshot_writer(PROVIDER, account, "r1") as writer:
+        writer.add(res(account, "keep"))
+        writer.commit()
+    writer = store.snapshot_writer(PROVIDER, account, "r2", batch_size=2)
+    r.set(writer._stage.data, "not a hash")  # the next HSET fails with WRONGTYPE
+    writer.add_many([res(account, "a"), res(account, "b")])  # sent; its reply is read later
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        writer.commit()
+    writer.abort()
+    assert not list(r.scan_iter(match=keys.staging_pattern(PROVIDER, account)))
+    assert _ids(store, account) == {"keep"}
+    # The broken connection was dropped, not handed back half-read: the client still works.
+    assert r.ping()
+    assert store.count(PROVIDER, account) == 1

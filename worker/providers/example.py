@@ -35,7 +35,7 @@ import fnmatch
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, NamedTuple
 
 import redis
 from pydantic import Field, field_validator
@@ -111,32 +111,34 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class _Slot:
-    """Where an index sits in the layout; pure arithmetic, no state."""
+class _Slot(NamedTuple):
+    """What sits at one position of a block; pure arithmetic, precomputed for the 40 positions."""
 
-    __slots__ = ("block", "group", "kind", "offset", "position")
-
-    def __init__(self, index: int) -> None:
-        self.block, self.position = divmod(index, BLOCK)
-        self.group = -1
-        self.offset = -1
-        if self.position == 0:
-            self.kind = "vpc"
-        elif self.position <= GROUP * GROUPS_PER_BLOCK:
-            self.group, self.offset = divmod(self.position - 1, GROUP)
-            self.kind = ("subnet", "instance", "instance", "volume", "volume", "volume", "volume")[self.offset]
-        elif self.position <= 37:
-            self.kind = "bucket"
-        else:
-            self.kind = "volume"
+    kind: str
+    group: int
+    """0-4 for the positions of a group, -1 elsewhere."""
+    offset: int
+    """The position inside its group (0 subnet, 1-2 instances, 3-6 volumes), -1 elsewhere."""
 
 
+def _slot_at(position: int) -> _Slot:
+    if position == 0:
+        return _Slot("vpc", -1, -1)
+    if position <= GROUP * GROUPS_PER_BLOCK:
+        group, offset = divmod(position - 1, GROUP)
+        kind = ("subnet", "instance", "instance", "volume", "volume", "volume", "volume")[offset]
+        return _Slot(kind, group, offset)
+    return _Slot("bucket" if position <= 37 else "volume", -1, -1)
+
+
+_LAYOUT: Final = tuple(_slot_at(position) for position in range(BLOCK))
 _PREFIX: Final = {"vpc": "vpc", "subnet": "subnet", "instance": "i", "volume": "vol", "bucket": "bucket"}
+_ID_PREFIX: Final = tuple(_PREFIX[slot.kind] for slot in _LAYOUT)
 
 
 def resource_id(index: int) -> str:
     """The id of the resource at ``index`` (the same in every account and seed)."""
-    return f"{_PREFIX[_Slot(index).kind]}-{index:08x}"
+    return f"{_ID_PREFIX[index % BLOCK]}-{index:08x}"
 
 
 def index_of(rid: str) -> int | None:
@@ -187,9 +189,10 @@ class ExampleProvider(Provider):
         for index in range(total):
             if index == fail_at:
                 raise ProviderError(self.name, account, "injected collect failure (RESOTO_EXAMPLE_FAIL_COLLECT)")
-            if resource_id(index) in deleted:
+            rid = resource_id(index)
+            if rid in deleted:
                 continue
-            yield generator.resource(index)
+            yield generator.resource(index, rid)
         if fail_at is not None:
             raise ProviderError(self.name, account, "injected collect failure (RESOTO_EXAMPLE_FAIL_COLLECT)")
 
@@ -256,8 +259,9 @@ class ExampleProvider(Provider):
 
 def _dependents(index: int, total: int) -> list[int]:
     """Indexes of the resources whose ``depends_on`` names ``index`` (the inverse of the layout)."""
-    slot = _Slot(index)
-    base = slot.block * BLOCK
+    block, position = divmod(index, BLOCK)
+    slot = _LAYOUT[position]
+    base = block * BLOCK
     found: list[int] = []
     if slot.kind == "vpc":
         found = [base + 1 + GROUP * g for g in range(GROUPS_PER_BLOCK)]
@@ -280,19 +284,24 @@ class _Generator:
         self.epoch_s = int(epoch.timestamp())
         self.deleted = deleted
         self.base = _mix(seed ^ _stable_hash(account))
+        self._block = -1
+        self._block_h = 0
 
     def _hash(self, salt: int, value: int) -> int:
         return _mix(self.base ^ (salt << 56) ^ value)
 
-    def resource(self, index: int) -> Resource:
-        slot = _Slot(index)
+    def resource(self, index: int, rid: str) -> Resource:
+        block, position = divmod(index, BLOCK)
+        slot = _LAYOUT[position]
         h = self._hash(1, index)
-        block_h = self._hash(2, slot.block)
+        if block != self._block:  # consecutive indexes share a block: hash it once
+            self._block, self._block_h = block, self._hash(2, block)
+        block_h = self._block_h
         region = REGIONS[block_h % len(REGIONS)]
-        block_expired = (block_h >> 8) % 100 < 1 and slot.position <= GROUP * GROUPS_PER_BLOCK
-        group_expired = slot.group >= 0 and self._hash(3, slot.block * 8 + slot.group) % 100 < 4
+        block_expired = (block_h >> 8) % 100 < 1 and position <= GROUP * GROUPS_PER_BLOCK
+        group_expired = slot.group >= 0 and self._hash(3, block * 8 + slot.group) % 100 < 4
         in_expired_set = block_expired or group_expired
-        leaf = slot.kind in ("instance", "bucket") or slot.position >= 38
+        leaf = slot.kind in ("instance", "bucket") or position >= 38
         age_s = MIN_AGE_S + (h >> 17) % AGE_SPAN_S
         ctime = self.epoch - timedelta(seconds=age_s)
         tags = {"owner": OWNERS[h % len(OWNERS)], "stage": STAGES[(h >> 3) % len(STAGES)]}
@@ -305,21 +314,21 @@ class _Generator:
             tags.update(self._malformed_tags(h))
         protected = not in_expired_set and (h >> 40) % 100 < 3
         return Resource(
-            id=resource_id(index),
+            id=rid,
             kind=slot.kind,
             name=f"{slot.kind}-{index}",
             account=self.account,
             region=region,
             ctime=ctime,
             tags=tags,
-            depends_on=self._depends_on(slot),
+            depends_on=self._depends_on(block, slot),
             protected=protected,
             provider=ExampleProvider.name,
             attrs=self._attrs(slot.kind, h),
         )
 
-    def _depends_on(self, slot: _Slot) -> list[str]:
-        base = slot.block * BLOCK
+    def _depends_on(self, block: int, slot: _Slot) -> list[str]:
+        base = block * BLOCK
         wanted: list[int] = []
         if slot.kind == "subnet":
             wanted = [base]

@@ -1,0 +1,1 @@
+"""Provider plugins (entry-point group ``resoto_tasks.providers``); see :mod:`worker.providers.base`."""
