@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from resoto_tasks.cli.common import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
+
+if TYPE_CHECKING:
+    from beat.control import ScheduleRow
 
 app = typer.Typer(help="Schedules: the cron and interval triggers beat fires.", no_args_is_help=True)
 
@@ -22,6 +25,12 @@ def _when(value: str | None) -> str:
     if not value:
         return ""
     return value[:19].replace("T", " ") + "Z"
+
+
+def _state(row: ScheduleRow) -> str:
+    if row.paused:
+        return f"paused: {row.paused_note}" if row.paused_note else "paused"
+    return "" if row.scheduled else "no beat has picked it up yet"
 
 
 @app.command("list")
@@ -37,14 +46,12 @@ def list_(json_: JsonOpt = False) -> None:
     table = Table(box=None)
     table.add_column("workflow", overflow="fold")
     table.add_column("trigger", overflow="fold")
-    table.add_column("next due", no_wrap=True)
-    table.add_column("last fired", no_wrap=True)
-    table.add_column("paused", overflow="fold")
+    table.add_column("next due", no_wrap=True, min_width=20)
+    table.add_column("last fired", no_wrap=True, min_width=20)
+    table.add_column("state", overflow="fold")
     for row in rows:
         fired = _when(row.last_fired["slot"]) if row.last_fired else ""
-        paused = ("paused: " + row.paused_note if row.paused_note else "paused") if row.paused else ""
-        next_due = _when(row.next_due) if row.scheduled or row.paused else f"{_when(row.next_due)} (no beat yet)"
-        table.add_row(row.workflow, row.trigger_text, next_due, fired, paused)
+        table.add_row(row.workflow, row.trigger_text, _when(row.next_due), fired, _state(row))
     console.print(table)
 
 

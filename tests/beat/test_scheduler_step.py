@@ -6,6 +6,7 @@ workflows and the paused set are handed in, and sends are captured instead of pu
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -231,3 +232,23 @@ def test_builtin_schedules_follow_the_overrides(monkeypatch: pytest.MonkeyPatch)
         ("metrics", {"interval": "5m"}),
     ]
     assert SUPERVISE_TASK not in {s.task for s in specs.values()}
+
+
+def test_the_schedule_leaves_exactly_one_zset_and_one_hash_per_entry(
+    scheduler: SteppedScheduler, r: redis.Redis
+) -> None:
+    scheduler.flows = {"wf": workflow("wf", {"interval": "5s"}, {"cron": "0 * * * *"})}
+    scheduler.supervisor_every = 1
+    scheduler.step(at(0.5))
+    scheduler.step(at(5.5))
+    prefix = scheduler.store.prefix
+    entries = {entry_name("wf", IntervalTrigger(interval="5s")), entry_name("wf", CronTrigger(cron="0 * * * *"))}
+    assert set(r.scan_iter(f"{prefix}*")) == {f"{prefix}:schedule"} | {prefix + e for e in entries | {SUPERVISOR_ENTRY}}
+    fired = r.hgetall(prefix + entry_name("wf", IntervalTrigger(interval="5s")))
+    assert set(fired) == {"definition", "meta", "fired"}
+    assert json.loads(fired["fired"]) == {
+        "slot": "2026-01-05T10:00:05.000Z",
+        "at": "2026-01-05T10:00:05.500Z",
+        "missed_slots": 0,
+        "task_id": "task-2",
+    }
