@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from celery import chord, group
 
-from resoto_tasks import keys, runs, subscribers
+from resoto_tasks import keys, runs, stats, subscribers
 from resoto_tasks.celery_app import app
 from resoto_tasks.models import (
     ActionMessage,
@@ -118,6 +118,7 @@ def _decide_start(
     replaced: list[str] = []
     if active and policy == OnSurpass.skip:
         pipe.unwatch()
+        stats.on_not_started(name, "skipped")
         return StartResult(
             status=StartStatus.skipped,
             workflow=name,
@@ -126,6 +127,7 @@ def _decide_start(
         ), []
     if active and policy == OnSurpass.wait and queued:
         pipe.unwatch()
+        stats.on_not_started(name, "queued")
         return StartResult(
             status=StartStatus.queued,
             workflow=name,
@@ -144,8 +146,10 @@ def _decide_start(
     runs.index(pipe, run)
     if status == RunStatus.queued:
         pipe.set(keys.workflow_queued(name), run.id)
+        pipe.hincrby(keys.stats("not_started"), stats.field(name, "queued"), 1)
         runs.event(pipe, "run_queued", run_id=run.id, workflow=name, behind=active[0])
     else:
+        stats.on_run_started(pipe, name, run.started_at, trigger.details.get("slot"))
         for old in replaced:
             pipe.srem(keys.workflow_active(name), old)
             runs.set_abort(pipe, old)
@@ -190,6 +194,7 @@ def promote_queued(name: str) -> str | None:
                 if run is not None and run.status == RunStatus.queued:
                     started = run.model_copy(update={"status": RunStatus.running, "started_at": iso(utcnow())})
                     runs.write(pipe, started)
+                    stats.on_run_started(pipe, name, started.started_at, run.trigger.details.get("slot"))
                     pipe.sadd(active_key, run.id)
                     pipe.sadd(keys.runs_active(), run.id)
                     runs.event(pipe, "run_started", run_id=run.id, workflow=name, trigger="queued")
@@ -446,7 +451,7 @@ def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome],
                     "reason": f"steps with errors: {', '.join(failed)}" if failed else None,
                 }
             )
-    extra = []
+    extra = [_step_stats(run.workflow, finished)]
     if updated.status.finished:
         extra.append(_finish_writes(updated))
         events.append(("run_finished", {"status": updated.status.value, "reason": updated.reason}))
@@ -454,9 +459,19 @@ def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome],
 
 
 def _finish_writes(run: Run) -> Any:
+    """What ending a run writes beside its record: the active sets and the run counters."""
+
     def write(pipe: Any) -> None:
         pipe.srem(keys.workflow_active(run.workflow), run.id)
         pipe.srem(keys.runs_active(), run.id)
+        stats.on_run_finished(pipe, run.workflow, run.status.value, run.started_at, run.finished_at)
+
+    return write
+
+
+def _step_stats(workflow: str, step: StepRun) -> Any:
+    def write(pipe: Any) -> None:
+        stats.on_step_finished(pipe, workflow, step.name, step.started_at, step.finished_at)
 
     return write
 

@@ -24,6 +24,8 @@ key                                type    TTL                    written by
 ``{p}:schedule:paused``            hash    -                      workflow -> JSON {note, at}
 ``{p}:supervisor:lock``            string  one period             the process running a supervisor tick
 ``{p}:worker:{hostname}``          string  subscriber TTL         a worker's heartbeat (JSON: queues, pid)
+``{p}:run:{id}:ledger``            hash    retention              the cleaner: every cleanup decision of a run
+``{p}:stats:{name}``               hash    -                      stats: counters and sums for /metrics
 =================================  ======  =====================  ==========================================
 """
 
@@ -119,3 +121,13 @@ def redbeat_prefix() -> str:
 def worker_alive(hostname: str) -> str:
     """``{p}:worker:{hostname}`` (string, TTL = subscriber TTL): a worker's heartbeat."""
     return f"{_p()}:worker:{hostname}"
+
+
+def run_ledger(run_id: str) -> str:
+    """``{p}:run:{id}:ledger`` (hash, retention): ``{provider}/{account}/{id}`` -> JSON decision."""
+    return f"{_p()}:run:{run_id}:ledger"
+
+
+def stats(name: str) -> str:
+    """``{p}:stats:{name}`` (hash, no TTL): monotonic counters and sums for the metrics endpoint."""
+    return f"{_p()}:stats:{name}"

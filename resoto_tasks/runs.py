@@ -227,7 +227,9 @@ def view(run_id: str) -> Run:
                 sub = name.removeprefix(prefix)
                 merged[sub] = merged[sub].model_copy(update={"progress": Progress.model_validate_json(value)})
         steps[index_] = step.model_copy(update={"outcomes": merged})
-    return run.model_copy(update={"steps": steps})
+    from resoto_tasks import ledger
+
+    return run.model_copy(update={"steps": steps, "ledger": ledger.summary(run_id)})
 
 
 def has_errors(run: Run) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import click
 from celery import bootsteps
 
-from resoto_tasks.worker_options import WorkerOptions, set_current
+from resoto_tasks.worker_options import WorkerOptions, set_current, start_hooks
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
         self._thread: threading.Thread | None = None
 
     def start(self, parent: Any) -> None:
+        for hook in start_hooks():
+            hook(self.options)
         self._beat_once()
         self._thread = threading.Thread(target=self._loop, name="resoto-heartbeat", daemon=True)
         self._thread.start()

@@ -7,6 +7,8 @@ here so that subscription sources and actions can read them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -35,3 +37,21 @@ def current() -> WorkerOptions:
 def set_current(options: WorkerOptions) -> None:
     global _current
     _current = options
+
+
+StartHook = Callable[[WorkerOptions], None]
+_start_hooks: list[StartHook] = []
+
+
+def on_worker_start(fn: StartHook) -> StartHook:
+    """Register ``fn(options)``, called once in the worker's main process when it starts.
+
+    Worker modules use it for what lives beside the pool (the metrics worker's HTTP server);
+    the core calls the hooks without knowing the modules that registered them.
+    """
+    _start_hooks.append(fn)
+    return fn
+
+
+def start_hooks() -> list[StartHook]:
+    return list(_start_hooks)
