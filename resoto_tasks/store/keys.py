@@ -6,42 +6,44 @@ account ids contain no whitespace, ``/`` or ``|`` (see ``resources.py``), so key
 
 Live keys of one account (swapped in together by one Lua script at commit; see ``writer.py``):
 
-=================================  ======  ========  =============================================
-key                                type    TTL       written by / content
-=================================  ======  ========  =============================================
-``{p}:res:{a}:data``               hash    -         commit; delete: id -> resource JSON
-``{p}:res:{a}:expiry``             zset    -         commit; delete: id, score = expiry epoch s
-``{p}:res:{a}:protected``          set     -         commit; delete: ids of protected resources
-``{p}:res:{a}:counts``             hash    -         commit; delete: ``n|kind|region`` -> count,
-                                                     ``s|kind|region|attr`` -> sum, ``malformed``
-``{p}:res:{a}:meta``               hash    -         commit: the AccountSnapshot fields
-=================================  ======  ========  =============================================
+==========================================  ======  =====  ==========================================
+key                                         type    TTL    written by: content
+==========================================  ======  =====  ==========================================
+``{p}:res:{a}:data``                        hash    -      commit, delete: id -> resource JSON
+``{p}:res:{a}:expiry``                      zset    -      commit, delete: id, score = expiry epoch s
+``{p}:res:{a}:protected``                   set     -      commit, delete: ids of protected resources
+``{p}:res:{a}:counts``                      hash    -      commit, delete: ``n|kind|region`` -> count,
+                                                           ``s|kind|region|attr`` -> sum,
+                                                           ``malformed`` -> count
+``{p}:res:{a}:meta``                        hash    -      commit: the AccountSnapshot fields and
+                                                           ``started_at_ms``
+==========================================  ======  =====  ==========================================
 
-Staging keys of one collect (``{t}`` = the writer's token), renamed over the live keys at commit,
-unlinked at abort, and expiring by themselves if the writer dies:
+Staging keys of one collect (``{t}`` = the writer's random token), renamed over the live keys at
+commit, unlinked at abort, and expiring by themselves (6 h) if the writer's process dies:
 
-=================================  ======  ========  =============================================
-``{p}:res:{a}:stage:{t}:data``     hash    stage     SnapshotWriter, pipelined batches
-``{p}:res:{a}:stage:{t}:expiry``   zset    stage     SnapshotWriter
-``{p}:res:{a}:stage:{t}:protected`` set    stage     SnapshotWriter
-``{p}:res:{a}:stage:{t}:counts``   hash    stage     SnapshotWriter, once, just before commit
-=================================  ======  ========  =============================================
+==========================================  ======  =====  ==========================================
+``{p}:res:{a}:stage:{t}:data``              hash    6 h    SnapshotWriter, pipelined batches
+``{p}:res:{a}:stage:{t}:expiry``            zset    6 h    SnapshotWriter, with each batch
+``{p}:res:{a}:stage:{t}:protected``         set     6 h    SnapshotWriter, with each batch
+``{p}:res:{a}:stage:{t}:counts``            hash    6 h    SnapshotWriter, once, just before commit
+==========================================  ======  =====  ==========================================
 
 Kept across snapshots:
 
-=================================  ======  ========  =============================================
-``{p}:res:{a}:marks``              hash    -         mark/unmark (Lua: only live ids); delete and
-                                                     commit drop marks of ids gone from the account:
-                                                     id -> JSON {reason, run_id, marked_at}
-``{p}:res:accounts``               set     -         commit: members ``provider/account``
-=================================  ======  ========  =============================================
+==========================================  ======  =====  ==========================================
+``{p}:res:{a}:marks``                       hash    -      mark/unmark (Lua: only ids that are live);
+                                                           delete and commit drop marks of ids gone:
+                                                           id -> JSON {reason, run_id, marked_at}
+``{p}:res:accounts``                        set     -      commit: members ``provider/account``
+==========================================  ======  =====  ==========================================
 
-The example provider's synthetic cloud (its whole state: everything else is generated):
+The example provider's synthetic cloud (its whole state; everything else is generated):
 
-=====================================  ======  ====  =============================================
-``{p}:cloud:example:{seed}:{acct}:epoch``    string  -   first touch: the cloud's "now" (epoch s)
-``{p}:cloud:example:{seed}:{acct}:deleted``  set     -   ExampleProvider.delete: deleted ids
-=====================================  ======  ====  =============================================
+==========================================  ======  =====  ==========================================
+``{p}:cloud:example:{seed}:{acct}:epoch``   string  -      first use: the cloud's "now" (epoch s)
+``{p}:cloud:example:{seed}:{acct}:deleted`` set     -      ExampleProvider.delete: deleted ids
+==========================================  ======  =====  ==========================================
 """
 
 from __future__ import annotations
