@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from celery.schedules import schedule as celery_schedule
 from redbeat.schedulers import RedBeatSchedulerEntry
 
 from beat.entries import SUPERVISE_TASK, SUPERVISOR_ENTRY, EntrySpec, entry_name
@@ -25,6 +26,7 @@ from resoto_tasks import workflows as workflows_module
 from resoto_tasks.celery_app import create_app
 from resoto_tasks.models import CronTrigger, IntervalTrigger, StepDefinition, Workflow, WorkflowDefinition
 from resoto_tasks.settings import Settings, get_settings
+from resoto_tasks.timeutil import utcnow
 from tests.support.redis_server import RedisServer
 
 T0 = datetime(2026, 1, 5, 10, 0, 0, tzinfo=UTC)
@@ -252,3 +254,20 @@ def test_the_schedule_leaves_exactly_one_zset_and_one_hash_per_entry(
         "missed_slots": 0,
         "task_id": "task-2",
     }
+
+
+def test_entries_added_with_redbeat_directly_keep_redbeat_semantics(scheduler: SteppedScheduler) -> None:
+    applied: list[str] = []
+
+    def apply_async(entry: RedBeatSchedulerEntry, **_: Any) -> None:
+        applied.append(entry.name)
+        scheduler.reserve(entry)  # what redbeat's apply_async does before sending
+
+    scheduler.apply_async = apply_async
+    custom = RedBeatSchedulerEntry("custom", "tests.nothing", celery_schedule(5), app=scheduler.app)
+    custom.last_run_at = utcnow() - timedelta(seconds=10)
+    custom.save()
+    scheduler.step(utcnow())
+    scheduler.step(utcnow())
+    assert applied == ["custom"]
+    assert scheduler.store.load(scheduler.store.key("custom")) is not None  # not ours to delete
