@@ -85,7 +85,7 @@ class Interrupted(Exception):
 
 
 class SignalGuard:
-    """SIGINT and SIGTERM stop the stack: the first raises :class:`Interrupted`, later ones force.
+    """SIGINT, SIGTERM and SIGHUP stop the stack: the first raises :class:`Interrupted`, later ones force.
 
     Once stopping has begun, a signal must not raise inside the stop sequence (that would leave
     processes running), so it only asks the stack to kill what is left at once.
@@ -97,7 +97,7 @@ class SignalGuard:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalGuard:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

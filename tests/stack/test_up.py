@@ -186,3 +186,17 @@ def test_ctrl_c_after_the_first_run_stops_every_process_it_started(
     assert "SIGINT: stopping the stack" in text
     assert "killed" not in text.split("SIGINT: stopping the stack")[-1]
     assert took < 30
+
+
+def test_a_worker_that_cannot_start_fails_up_in_one_line_naming_its_log_and_nothing_is_left(
+    tmp_path: Path,
+) -> None:
+    env = up_env(closed_port_url(), RESOTO_HOOK_MODULES="does.not.exist")
+    done = run_up(up_args(tmp_path, "--once"), env)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert "exited with code 1 while starting (log: " in errors[0]
+    assert "No module named 'does'" in errors[0]
+    stack = json.loads(next((tmp_path / "runs").iterdir()).joinpath("stack.json").read_text())
+    assert wait_gone([p["pid"] for p in stack["processes"]] + [stack["redis"]["pid"]]) == []
