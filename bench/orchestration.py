@@ -1,0 +1,531 @@
+"""Orchestration overhead: resoto-tasks runs against plain Celery chains of chords (issue 7, item 1).
+
+Three comparisons, each side by side in one run, on one private Redis and the same workers:
+
+* **full layout**: the built-in ``collect_and_cleanup`` (12 actions) with 2 blocking no-op
+  subscribers per action, against a plain ``chain`` of 12 ``chord(group([noop, noop]), cb)``;
+  interleaved A, B, A, B; sequential, each start after the previous run finished (the built-in's
+  ``on_surpass`` is ``wait``). Wall time per workflow: median and p90.
+* **default layout**, as users run it: one no-op subscriber on ``collect``, ``cleanup_plan``,
+  ``cleanup`` and ``generate_metrics``, none on the 8 pre/post actions; against a plain chain
+  of the 4 chords that layout needs.
+* **burst**: 20 runs of a user workflow with the same 12 actions and ``on_surpass: parallel``
+  (full layout) started at once, against 20 plain canvases sent at once: workflows per second.
+
+A resoto run is timed from ``engine.start`` to its ``run_finished`` event (read with a blocking
+``XREAD`` on the event stream); a canvas from ``apply_async`` to its last result
+(``get(follow_parents=False)``: with the default ``follow_parents=True`` the waiting client
+GETs every unfinished parent's result each time any result is published, about 1,300 GETs per
+12-chord chain, which takes CPU from the workers on 2 cores and would flatter resoto). Then
+the Redis footprint per workflow (INFO commandstats, idle traffic subtracted), and a profile of
+both sides on a cProfile'd solo worker with every Redis round trip attributed to its caller.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pstats
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import chain, chord, group
+
+from bench import profiling
+from bench.framework import Context, Record, benchmark, median, percentile
+from bench.infra import RESULTS, ServerStats, idle_rate, server_stats, work_stats
+from bench.tasks import NOOP_TASK, PLAIN_NOOP_TASK, PLAIN_STEP_DONE_TASK
+from resoto_tasks import engine, keys, runs, subscribers, workflows
+from resoto_tasks.celery_app import app
+from resoto_tasks.models import RunStatus, StartStatus, StepStatus, Subscription
+from resoto_tasks.redis_conn import client
+from resoto_tasks.routing import WORKFLOW, queue_for_action
+
+NAME = "orchestration"
+BUILTIN = "collect_and_cleanup"
+BURST_WORKFLOW = "bench_burst"
+DEFAULT_SUBSCRIBED = ("collect", "cleanup_plan", "cleanup", "generate_metrics")
+RUN_TIMEOUT_S = 60.0
+FOOTPRINT_RUNS = 5
+PROFILE_RUNS = 10
+
+Layout = list[tuple[str, int]]
+"""(action, number of blocking no-op subscribers), in run order."""
+
+
+def actions() -> list[str]:
+    return [s.action for s in workflows.catalogue.get(BUILTIN).steps]
+
+
+def full_layout() -> Layout:
+    return [(a, 2) for a in actions()]
+
+
+def default_layout() -> Layout:
+    return [(a, 1 if a in DEFAULT_SUBSCRIBED else 0) for a in actions()]
+
+
+# ---------------------------------------------------------------------------------------------
+# The two sides
+# ---------------------------------------------------------------------------------------------
+
+
+class Subscribers:
+    """Holds the no-op subscriptions of one layout alive, as a worker's heartbeat would."""
+
+    def __init__(self) -> None:
+        self.holder: str | None = None
+
+    def use(self, layout: Layout) -> None:
+        self.clear()
+        self.holder = f"bench-{int(time.time() * 1000)}"
+        subs = [
+            Subscription(
+                action=action,
+                subscriber_id=f"bench-noop-{i}",
+                task=NOOP_TASK,
+                queue=queue_for_action(action),
+                timeout=30,
+            )
+            for action, n in layout
+            for i in range(n)
+        ]
+        subscribers.register(subs, self.holder, ttl_s=3600)
+        for action, n in layout:
+            live = subscribers.live(action)
+            if len(live) != n or any(s.task != NOOP_TASK for s in live):
+                found = ", ".join(f"{s.subscriber_id}->{s.task}" for s in live) or "none"
+                raise RuntimeError(f"action {action}: expected {n} bench no-op subscribers, found {found}")
+
+    def clear(self) -> None:
+        if self.holder:
+            subscribers.unregister(self.holder)
+            self.holder = None
+
+
+class RunWaiter:
+    """Sees runs finish by a blocking read of the event stream (no polling delay)."""
+
+    def __init__(self, url: str) -> None:
+        self.r = redis.Redis.from_url(url, decode_responses=True)
+        self.key = keys.events()
+        self.last = "0-0"
+
+    def mark(self) -> None:
+        """Remember the stream's end; call before starting the runs to wait for."""
+        newest = self.r.xrevrange(self.key, count=1)
+        self.last = newest[0][0] if newest else "0-0"
+
+    def wait(self, run_ids: list[str], timeout_s: float = RUN_TIMEOUT_S) -> dict[str, float]:
+        """``run_id -> perf_counter()`` when its ``run_finished`` event was read."""
+        pending, seen = set(run_ids), {}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                raise TimeoutError(f"runs not finished in {timeout_s}s: {sorted(pending)}")
+            reply = self.r.xread({self.key: self.last}, count=1000, block=min(left_ms, 1000))
+            now = time.perf_counter()
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    self.last = entry_id
+                    if fields.get("kind") != "run_finished":
+                        continue
+                    run_id = json.loads(fields["data"]).get("run_id")
+                    if run_id in pending:
+                        pending.discard(run_id)
+                        seen[run_id] = now
+        return seen
+
+    def close(self) -> None:
+        self.r.close()
+
+
+def plain_canvas(layout: Layout) -> Any:
+    """The baseline: a plain chain of explicit chords, one per action with subscribers."""
+    chords = [
+        chord(
+            group(
+                [app.signature(PLAIN_NOOP_TASK, queue=queue_for_action(a), immutable=True) for _ in range(n)], app=app
+            ),
+            app.signature(PLAIN_STEP_DONE_TASK, queue=WORKFLOW, immutable=True),
+            app=app,
+        )
+        for a, n in layout
+        if n
+    ]
+    return chain(*chords, app=app)
+
+
+@dataclass
+class Sides:
+    """One timed workflow of each side, and its check.
+
+    ``probe`` (a context manager) wraps only the call that starts the work (``engine.start``,
+    ``apply_async``), never the waiting; ``start_ms`` collects how long that call took.
+    """
+
+    waiter: RunWaiter
+    layout: Layout
+    probe: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    failures: int = 0
+    start_ms: dict[str, list[float]] = field(default_factory=lambda: {"resoto": [], "plain": []})
+
+    def resoto(self, name: str = BUILTIN) -> float:
+        self.waiter.mark()
+        t0 = time.perf_counter()
+        with self.probe:
+            started = engine.start(name)
+        self.start_ms["resoto"].append((time.perf_counter() - t0) * 1000)
+        if started.status != StartStatus.started or not started.run_id:
+            raise RuntimeError(f"{name} did not start: {started.status.value} {started.message}")
+        t1 = self.waiter.wait([started.run_id])[started.run_id]
+        self._check(started.run_id)
+        return (t1 - t0) * 1000
+
+    def plain(self) -> float:
+        t0 = time.perf_counter()
+        with self.probe:
+            result = plain_canvas(self.layout).apply_async()
+        self.start_ms["plain"].append((time.perf_counter() - t0) * 1000)
+        result.get(timeout=RUN_TIMEOUT_S, follow_parents=False)
+        return (time.perf_counter() - t0) * 1000
+
+    def _check(self, run_id: str) -> None:
+        run = runs.get(run_id)
+        expected = {a for a, n in self.layout if n}
+        ok = run.status == RunStatus.succeeded and all(
+            s.status == StepStatus.done and len(s.outcomes) == dict(self.layout)[s.action]
+            for s in run.steps
+            if s.action in expected
+        )
+        if not ok:
+            self.failures += 1
+
+
+def interleaved(sides: Sides, ctx: Context) -> tuple[list[float], list[float]]:
+    """A, B, A, B...: warm-up pairs first, then the measured pairs (ms per workflow each)."""
+    for _ in range(ctx.options.warmup):
+        sides.resoto()
+        sides.plain()
+    resoto_ms, plain_ms = [], []
+    for _ in range(ctx.options.runs):
+        resoto_ms.append(sides.resoto())
+        plain_ms.append(sides.plain())
+    return resoto_ms, plain_ms
+
+
+def burst(sides: Sides, ctx: Context, workflow: str) -> tuple[float, float]:
+    """``burst_size`` runs started at once, then as many canvases: workflows per second each."""
+    n = ctx.options.burst_size
+    sides.waiter.mark()
+    t0 = time.perf_counter()
+    ids = []
+    for _ in range(n):
+        started = engine.start(workflow)
+        if started.status != StartStatus.started or not started.run_id:
+            raise RuntimeError(f"{workflow} did not start: {started.message}")
+        ids.append(started.run_id)
+    finished = sides.waiter.wait(ids, timeout_s=RUN_TIMEOUT_S * 2)
+    resoto_wps = n / (max(finished.values()) - t0)
+    for run_id in ids:
+        sides._check(run_id)
+
+    t0 = time.perf_counter()
+    results = [plain_canvas(sides.layout).apply_async() for _ in range(n)]
+    for result in results:
+        result.get(timeout=RUN_TIMEOUT_S * 2, follow_parents=False)
+    plain_wps = n / (time.perf_counter() - t0)
+    return resoto_wps, plain_wps
+
+
+def add_burst_workflow() -> None:
+    """A user workflow with the built-in's 12 actions, ``on_surpass: parallel``."""
+    doc = {
+        "name": BURST_WORKFLOW,
+        "on_surpass": "parallel",
+        "steps": [{"name": s, "timeout": 60} for s in ("collect", "cleanup_plan", "cleanup", "generate_metrics")],
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        json.dump(doc, fh)  # JSON is YAML
+    workflows.add(Path(fh.name))
+    Path(fh.name).unlink()
+    got = [s.action for s in workflows.catalogue.get(BURST_WORKFLOW).steps]
+    if got != actions():
+        raise RuntimeError(f"{BURST_WORKFLOW} expands to {got}, not the built-in's actions")
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the time goes: the run records' own clock, the Redis footprint
+# ---------------------------------------------------------------------------------------------
+
+
+def _ms(value: str | None) -> float:
+    assert value is not None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def step_timeline(run_ids: list[str]) -> dict[str, float]:
+    """Medians over runs from the records: time inside steps (dispatch to completion) and between them."""
+    inside, between, per_step = [], [], []
+    for run_id in run_ids:
+        run = runs.get(run_id)
+        steps = [s for s in run.steps if s.started_at and s.finished_at]
+        inside.append(sum(_ms(s.finished_at) - _ms(s.started_at) for s in steps))
+        between.append(sum(_ms(b.started_at) - _ms(a.finished_at) for a, b in itertools.pairwise(steps)))
+        per_step.extend(_ms(s.finished_at) - _ms(s.started_at) for s in steps if s.blocking)
+    return {
+        "inside_steps_ms": round(median(inside), 1),
+        "between_steps_ms": round(median(between), 1),
+        "subscribed_step_ms": round(median(per_step), 1),
+    }
+
+
+def footprint(label: str, fn: Callable[[], Any], r: redis.Redis, idle: ServerStats, n: int) -> dict[str, Any]:
+    """Redis commands and bytes per workflow over ``n`` sequential runs of ``fn``."""
+    before = server_stats(r)
+    for _ in range(n):
+        fn()
+    delta = work_stats(before, server_stats(r), idle)
+    top = sorted(delta.calls.items(), key=lambda kv: -kv[1])
+    return {
+        "label": label,
+        "commands_per_workflow": round(delta.total_calls / n, 1),
+        "kb_in_per_workflow": round(delta.net_input_bytes / n / 1024, 1),
+        "top_commands_per_workflow": {k: round(v / n, 1) for k, v in top[:14]},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def time_records(metric: str, resoto_ms: list[float], plain_ms: list[float], params: dict[str, Any]) -> list[Record]:
+    baseline = f"plain chain of {sum(1 for _, n in params['layout'] if n)} chords"
+    params = {
+        **params,
+        "median_of_pair_ratios": round(median([a / b for a, b in zip(resoto_ms, plain_ms, strict=True)]), 3),
+    }
+    med, base = median(resoto_ms), median(plain_ms)
+    p90, base90 = percentile(resoto_ms, 90), percentile(plain_ms, 90)
+    return [
+        Record(
+            NAME,
+            f"{metric}: median",
+            round(med, 1),
+            "ms/workflow",
+            round(base, 1),
+            baseline,
+            None,
+            params,
+            "ratio <= 1.0",
+            med <= base,
+        ),
+        Record(
+            NAME,
+            f"{metric}: p90",
+            round(p90, 1),
+            "ms/workflow",
+            round(base90, 1),
+            baseline,
+            None,
+            params,
+            "ratio <= 1.0",
+            p90 <= base90,
+        ),
+    ]
+
+
+def start_record(label: str, sides: Sides, warmup: int, n: int) -> Record:
+    """How long the caller is held by the starting call itself (part of the wall time above)."""
+    resoto = sides.start_ms["resoto"][warmup : warmup + n]
+    plain = sides.start_ms["plain"][warmup : warmup + n]
+    return Record(
+        NAME,
+        f"{label}: the starting call (engine.start vs apply_async), median",
+        round(median(resoto), 2),
+        "ms",
+        round(median(plain), 2),
+        "apply_async of the plain chain",
+    )
+
+
+@benchmark(NAME)
+def run(ctx: Context) -> list[Record]:
+    """Orchestration overhead: collect_and_cleanup through resoto-tasks vs plain Celery chains of chords."""
+    opts = ctx.options
+    r = client()
+    waiter = RunWaiter(ctx.redis_url)
+    subs = Subscribers()
+    records: list[Record] = []
+    footprints: list[dict[str, Any]] = []
+    timelines: dict[str, Any] = {}
+    layout_full, layout_default = full_layout(), default_layout()
+    params_common = {"workers": f"1 x prefork -c {opts.concurrency}, queues collect,cleanup,metrics,workflow"}
+    try:
+        with ctx.worker():
+            idle = idle_rate(r)
+            # 1. the full layout, sequential and interleaved
+            subs.use(layout_full)
+            sides = Sides(waiter, layout_full)
+            resoto_ms, plain_ms = interleaved(sides, ctx)
+            params = {
+                **params_common,
+                "workflow": BUILTIN,
+                "runs": opts.runs,
+                "warmup": opts.warmup,
+                "subscribers": "2 blocking no-op per action",
+                "layout": layout_full,
+            }
+            records += time_records("collect_and_cleanup, 2 no-op subs x 12 actions", resoto_ms, plain_ms, params)
+            records.append(start_record("full layout", sides, opts.warmup, opts.runs))
+            ids = list(r.zrevrange(keys.runs_of_workflow(BUILTIN), 0, opts.runs - 1))
+            timelines["full"] = step_timeline(ids)
+            footprints.append(footprint("resoto full layout", sides.resoto, r, idle, FOOTPRINT_RUNS))
+            footprints.append(footprint("plain chain of 12 chords x 2", sides.plain, r, idle, FOOTPRINT_RUNS))
+
+            # 2. the burst (user workflow, parallel), full layout
+            add_burst_workflow()
+            burst(sides, ctx, BURST_WORKFLOW)  # warm-up
+            rounds = [burst(sides, ctx, BURST_WORKFLOW) for _ in range(opts.bursts)]
+            resoto_wps, plain_wps = median([a for a, _ in rounds]), median([b for _, b in rounds])
+            records.append(
+                Record(
+                    NAME,
+                    f"burst of {opts.burst_size} (on_surpass: parallel), full layout",
+                    round(resoto_wps, 2),
+                    "workflows/s",
+                    round(plain_wps, 2),
+                    f"{opts.burst_size} plain canvases at once",
+                    None,
+                    {
+                        **params_common,
+                        "workflow": BURST_WORKFLOW,
+                        "rounds": opts.bursts,
+                        "burst_size": opts.burst_size,
+                        "per_round": rounds,
+                    },
+                    "ratio >= 1.0",
+                    resoto_wps >= plain_wps,
+                )
+            )
+
+            # 3. the default layout, as users run it
+            subs.use(layout_default)
+            sides_default = Sides(waiter, layout_default)
+            d_resoto, d_plain = interleaved(sides_default, ctx)
+            params = {
+                **params_common,
+                "workflow": BUILTIN,
+                "runs": opts.runs,
+                "warmup": opts.warmup,
+                "subscribers": "1 blocking no-op on " + ", ".join(DEFAULT_SUBSCRIBED),
+                "layout": layout_default,
+            }
+            default_records = time_records("collect_and_cleanup, default layout", d_resoto, d_plain, params)
+            default_records[0].target = "figure < 60 ms; ratio <= 1.0"
+            default_records[0].target_met = median(d_resoto) < 60 and median(d_resoto) <= median(d_plain)
+            records += default_records
+            records.append(start_record("default layout", sides_default, opts.warmup, opts.runs))
+            ids = list(r.zrevrange(keys.runs_of_workflow(BUILTIN), 0, opts.runs - 1))
+            timelines["default"] = step_timeline(ids)
+            footprints.append(footprint("resoto default layout", sides_default.resoto, r, idle, FOOTPRINT_RUNS))
+            footprints.append(footprint("plain chain of 4 chords x 1", sides_default.plain, r, idle, FOOTPRINT_RUNS))
+            failures = sides.failures + sides_default.failures
+
+        for fp_resoto, fp_plain in (footprints[0:2], footprints[2:4]):
+            records.append(
+                Record(
+                    NAME,
+                    f"Redis commands, {fp_resoto['label']}",
+                    fp_resoto["commands_per_workflow"],
+                    "commands/workflow",
+                    fp_plain["commands_per_workflow"],
+                    fp_plain["label"],
+                )
+            )
+            records.append(
+                Record(
+                    NAME,
+                    f"bytes into Redis, {fp_resoto['label']}",
+                    fp_resoto["kb_in_per_workflow"],
+                    "KB/workflow",
+                    fp_plain["kb_in_per_workflow"],
+                    fp_plain["label"],
+                )
+            )
+        ctx.extra["footprint"] = footprints
+        ctx.extra["timeline_from_run_records"] = timelines
+        ctx.extra["raw_ms"] = {
+            "full": {"resoto": resoto_ms, "plain": plain_ms},
+            "default": {"resoto": d_resoto, "plain": d_plain},
+        }
+        ctx.notes.append(f"runs that did not succeed with every subscriber answered: {failures}")
+
+        if opts.profile:
+            ctx.extra["profile"] = {}
+            for label, layout in (("full layout", layout_full), ("default layout", layout_default)):
+                subs.use(layout)
+                for side, summary in profile_both(ctx, waiter, layout).items():
+                    ctx.extra["profile"][f"{side}, {label}"] = summary
+    finally:
+        subs.clear()
+        waiter.close()
+    return records
+
+
+def profile_both(ctx: Context, waiter: RunWaiter, layout: Layout) -> dict[str, Any]:
+    """Each side on a solo worker: one pass under cProfile, one counting Redis round trips."""
+    out = RESULTS / "profile"
+    out.mkdir(parents=True, exist_ok=True)
+    steps = sum(1 for _, n in layout if n)
+    tag = "full" if all(n for _, n in layout) else "default"
+    found: dict[str, Any] = {}
+    for side in ("resoto", "plain"):
+        summary: dict[str, Any] = {"worker": {}, "caller": {}}
+        for mode in ("time", "rtt"):
+            base = out / f"{side}-{tag}-{mode}"
+            profiling.clear(base)
+            probe = profiling.LocalProbe(mode)
+            sides = Sides(waiter, layout)
+            fn = sides.resoto if side == "resoto" else sides.plain
+            env = {"BENCH_PROBE": str(base), "BENCH_PROBE_MODE": mode}
+            with ctx.worker(pool="solo", concurrency=1, env=env):
+                fn()  # warm-up, not measured
+                flag = Path(f"{base}.on")
+                flag.touch()
+                sides.probe = probe
+                for _ in range(PROFILE_RUNS):
+                    fn()
+                flag.unlink()
+            if mode == "time":
+                stats = profiling.load_pstats(base)
+                summary["worker"].update(profiling.pstats_summary(stats, PROFILE_RUNS) if stats else {})
+                summary["caller"].update(profiling.pstats_summary(pstats.Stats(probe.profile), PROFILE_RUNS))
+            else:
+                summary["worker"].update(profiling.rtt_summary(profiling.load_rtt(base), PROFILE_RUNS, steps))
+                summary["caller"].update(profiling.rtt_summary(probe.rtt, PROFILE_RUNS, steps))
+        found[side] = summary
+    return found
+
+
+def report(ctx: Context) -> str:
+    """The footprint, the run records' timeline and the profile, as text."""
+    lines = ["  Redis footprint per workflow (INFO commandstats, idle traffic subtracted):"]
+    for fp in ctx.extra.get("footprint", []):
+        top = ", ".join(f"{k} {v:g}" for k, v in fp["top_commands_per_workflow"].items())
+        lines.append(f"    {fp['label']}: {fp['commands_per_workflow']:g} commands, {fp['kb_in_per_workflow']:g} KB in")
+        lines.append(f"      {top}")
+    for name, timeline in ctx.extra.get("timeline_from_run_records", {}).items():
+        lines.append(f"  run records ({name} layout, medians): " + ", ".join(f"{k} {v:g}" for k, v in timeline.items()))
+    for side, summary in ctx.extra.get("profile", {}).items():
+        lines.append(profiling.render(side, summary))
+    return "\n".join(lines)
