@@ -19,7 +19,7 @@ from resoto_tasks.settings import Settings, get_settings
 from resoto_tasks.worker_boot import WORKER_CLI_OPTIONS, ResotoWorkerStep
 
 CORE_TASK_MODULES = ["resoto_tasks.tasks"]
-WORKER_TASK_MODULES: list[str] = []  # worker.collect, worker.cleanup, worker.metrics join as they land
+WORKER_TASK_MODULES = ["worker.collect", "worker.cleanup"]  # worker.metrics joins when it lands
 
 
 def _ssl_options(url: str) -> dict[str, Any] | None:
