@@ -16,9 +16,12 @@ everything and deletes nothing. Every decision lands in the run's ledger as it i
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from resoto_tasks import ledger, runs, stats
@@ -27,7 +30,7 @@ from resoto_tasks.models import OutcomeStatus, Subscription
 from resoto_tasks.redis_conn import client
 from resoto_tasks.routing import CLEANUP
 from resoto_tasks.store import ResourceStore
-from resoto_tasks.store.resources import Mark, Resource
+from resoto_tasks.store.resources import Mark, Resource, ResourceRef
 from resoto_tasks.subscribers import ActionContext, action_task, subscription_source
 from resoto_tasks.timeutil import utcnow
 from resoto_tasks.worker_options import WorkerOptions, current
@@ -86,24 +89,35 @@ def cleanup_subscriptions(options: WorkerOptions) -> list[Subscription]:
 @action_task(PLAN_TASK, queue=CLEANUP)
 def plan_expired(ctx: ActionContext) -> dict[str, int]:
     """Mark every expired, unprotected resource with the reason ``expired`` (idempotent)."""
-    store = ResourceStore()
-    now = utcnow()
+    return mark_expired(ResourceStore(), ctx.run_id, utcnow(), progress=ctx.progress, check_abort=ctx.check_abort)
+
+
+def mark_expired(
+    store: ResourceStore,
+    run_id: str,
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+    check_abort: Callable[[], None] | None = None,
+) -> dict[str, int]:
+    """Mark what expired before ``now`` and is not protected; costs O(expired)."""
     marked = protected = 0
-    batch: list[Any] = []
+    batch: list[ResourceRef] = []
     for entry in store.expired(now):
-        if store.is_protected(entry.ref):
+        if entry.protected or store.is_protected(entry.ref):
             protected += 1
             continue
         batch.append(entry.ref)
         if len(batch) >= 1_000:
-            marked += store.mark_many(batch, EXPIRED_REASON, ctx.run_id, at=now)
+            marked += store.mark_many(batch, EXPIRED_REASON, run_id, at=now)
             batch.clear()
-            ctx.check_abort()
-            ctx.progress(marked)
+            if check_abort:
+                check_abort()
+            if progress:
+                progress(marked)
     if batch:
-        marked += store.mark_many(batch, EXPIRED_REASON, ctx.run_id, at=now)
+        marked += store.mark_many(batch, EXPIRED_REASON, run_id, at=now)
     log.info(
-        "run=%s step=%s marked %d expired resources (%d protected left alone)", ctx.run_id, ctx.step, marked, protected
+        "run=%s step=cleanup_plan marked %d expired resources (%d protected left alone)", run_id, marked, protected
     )
     return {"marked": marked, "protected_skipped": protected}
 
@@ -232,35 +246,60 @@ def waves(deletable: dict[str, tuple[Mark, Resource]]) -> tuple[list[list[str]],
 @action_task(CLEAN_TASK, queue=CLEANUP)
 def clean(ctx: ActionContext) -> dict[str, Any]:
     """Delete every marked, unprotected resource, in dependency order; see the module docstring."""
-    limits = Limits.from_options(current())
-    store = ResourceStore()
+    providers: dict[str, Provider] = {}
+
+    def provider_for(name: str) -> Provider:
+        if name not in providers:
+            providers[name] = load_provider(name)
+        return providers[name]
+
+    return run_cleanup(
+        ResourceStore(), ctx.run_id, Limits.from_options(current()), failed_collect_accounts(ctx.run_id),
+        provider_for, progress=ctx.progress, check_abort=ctx.check_abort,
+    )  # fmt: skip
+
+
+def run_cleanup(
+    store: ResourceStore,
+    run_id: str,
+    limits: Limits,
+    failed_accounts: set[tuple[str, str]],
+    provider_for: Callable[[str], Provider],
+    progress: Callable[[int, int], None] | None = None,
+    check_abort: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Decide, record and delete; every decision lands in the run's ledger as it is taken.
+
+    Raises:
+        CleanupRefused: a cap would be exceeded (nothing was deleted).
+        DeletionsFailed: some deletions failed at the provider (the rest went ahead).
+    """
     marks = list(store.marks())
-    deletable, skipped = decide(marks, store, failed_collect_accounts(ctx.run_id))
+    deletable, skipped = decide(marks, store, failed_accounts)
     planned = [_entry(m, r, Decision.planned) for m, r in deletable.values()]
-    ledger.record(ctx.run_id, skipped + planned)
+    ledger.record(run_id, skipped + planned)
     refusal = check_caps(deletable, store, limits)
     if refusal is not None or limits.dry_run:
         reason = "cap" if refusal is not None else "dry run"
-        ledger.record(
-            ctx.run_id, [e.model_copy(update={"decision": Decision.skipped, "reason": reason}) for e in planned]
-        )
+        ledger.record(run_id, [e.model_copy(update={"decision": Decision.skipped, "reason": reason}) for e in planned])
         _count(skipped, [], len(planned), reason)
         if refusal is not None:
-            log.warning("run=%s step=%s cleanup refused: %s", ctx.run_id, ctx.step, refusal)
+            log.warning("run=%s step=cleanup cleanup refused: %s", run_id, refusal)
             raise CleanupRefused(refusal)
         return {"planned": len(planned), "deleted": 0, "dry_run": True, "skipped": len(skipped) + len(planned)}
 
     order, cycle = waves(deletable)
-    providers: dict[str, Provider] = {}
     deleted: list[Entry] = []
     failed: list[Entry] = []
     blocked: set[str] = set()  # keys whose marked dependent could not be deleted
+    lock = threading.Lock()
 
     def delete_one(k: str) -> Entry:
         mark, resource = deletable[k]
-        if k in blocked:
-            return _entry(mark, resource, Decision.skipped, "dependent not deleted")
-        provider = providers.setdefault(resource.provider, load_provider(resource.provider))
+        with lock:
+            if k in blocked:
+                return _entry(mark, resource, Decision.skipped, "dependent not deleted")
+            provider = provider_for(resource.provider)
         try:
             provider.delete(resource)
         except Exception as exc:  # the provider's own words go into the ledger
@@ -271,33 +310,25 @@ def clean(ctx: ActionContext) -> dict[str, Any]:
     done = 0
     with ThreadPoolExecutor(max_workers=limits.pool_size, thread_name_prefix="cleanup") as pool:
         for wave in order:
-            ctx.check_abort()
+            if check_abort:
+                check_abort()
             results = list(pool.map(delete_one, wave))
-            ledger.record(ctx.run_id, results)
+            ledger.record(run_id, results)
             for k, entry in zip(wave, results, strict=True):
                 if entry.decision == Decision.deleted:
                     deleted.append(entry)
                     continue
-                if entry.decision == Decision.failed:
-                    failed.append(entry)
-                else:
-                    skipped.append(entry)
+                (failed if entry.decision == Decision.failed else skipped).append(entry)
                 _, resource = deletable[k]
                 blocked.update(f"{resource.provider}/{resource.account}/{d}" for d in resource.depends_on)
             done += len(wave)
-            ctx.progress(done, len(deletable))
+            if progress:
+                progress(done, len(deletable))
     cyclic = [_entry(*deletable[k], Decision.skipped, "dependency cycle") for k in cycle]
-    ledger.record(ctx.run_id, cyclic)
+    ledger.record(run_id, cyclic)
     skipped += cyclic
     _count(skipped, deleted + failed, 0, "")
-    log.info(
-        "run=%s step=%s cleanup: %d deleted, %d failed, %d skipped",
-        ctx.run_id,
-        ctx.step,
-        len(deleted),
-        len(failed),
-        len(skipped),
-    )
+    log.info("run=%s step=cleanup %d deleted, %d failed, %d skipped", run_id, len(deleted), len(failed), len(skipped))
     result = {"planned": len(planned), "deleted": len(deleted), "failed": len(failed), "skipped": len(skipped)}
     if failed:
         raise DeletionsFailed(
