@@ -64,6 +64,7 @@ def make_config(settings: Settings) -> dict[str, Any]:
         "beat_scheduler": "beat.scheduler:ResotoScheduler",
         "beat_max_loop_interval": settings.beat_max_loop_interval_s,
         "redbeat_redis_url": settings.redbeat,
+        "redbeat_redis_options": {"socket_connect_timeout": 5, "retry_on_timeout": True},
         "redbeat_key_prefix": _redbeat_prefix(settings),
         "redbeat_lock_timeout": int(settings.beat_lock_timeout_s),
     }

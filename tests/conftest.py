@@ -1,8 +1,8 @@
 """Test session set-up: a private redis-server on a free port, before resoto_tasks is imported.
 
 Every test talks to this server (never the shared one on 6379). Settings are read from the
-environment once per process, so the URL is exported in ``pytest_configure``, before any test
-module imports ``resoto_tasks``; worker subprocesses inherit it.
+environment once per process, so the URL is exported when this file is imported, before any
+test module or conftest imports ``resoto_tasks``; worker subprocesses inherit it.
 """
 
 from __future__ import annotations
@@ -16,19 +16,26 @@ import redis
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess
 
-_SERVER: RedisServer | None = None
+
+def _start_session_server() -> RedisServer:
+    """Start the private server and export its URL at import, before anything reads settings.
+
+    Done when this root conftest is imported (not in ``pytest_configure``), because pytest
+    imports a sub-directory's conftest before calling ``pytest_configure`` when that directory
+    is named on the command line, and a conftest importing ``resoto_tasks`` caches settings.
+    """
+    server = RedisServer(appendonly=True).start()
+    os.environ["RESOTO_REDIS_URL"] = server.url
+    os.environ.setdefault("RESOTO_KEY_PREFIX", "rt")
+    os.environ["RESOTO_SUBSCRIBER_TTL_S"] = "6"
+    os.environ["RESOTO_SUPERVISOR_INTERVAL_S"] = "1"
+    os.environ["RESOTO_HOOK_MODULES"] = "tests.support.hooks"
+    for name in ("WORKFLOWS_DIR", "BROKER_URL", "RESULT_BACKEND_URL", "REDBEAT_URL", "STORE_URL"):
+        os.environ.pop(f"RESOTO_{name}", None)
+    return server
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    global _SERVER
-    if os.environ.get("PYTEST_XDIST_WORKER") is None and _SERVER is None:
-        _SERVER = RedisServer(appendonly=True).start()
-        os.environ["RESOTO_REDIS_URL"] = _SERVER.url
-        os.environ.setdefault("RESOTO_KEY_PREFIX", "rt")
-        os.environ["RESOTO_SUBSCRIBER_TTL_S"] = "6"
-        os.environ["RESOTO_SUPERVISOR_INTERVAL_S"] = "1"
-        os.environ["RESOTO_HOOK_MODULES"] = "tests.support.hooks"
-        os.environ.pop("RESOTO_WORKFLOWS_DIR", None)
+_SERVER: RedisServer | None = _start_session_server()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
