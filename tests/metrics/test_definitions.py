@@ -81,44 +81,82 @@ def test_a_broken_user_file_leaves_the_builtins_and_reports_its_problems(tmp_pat
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("  - {name: a, help: h, colour: red}", "m.yaml: metrics[0:a].colour: unknown key (allowed: name, help, type, "
-         "aggregate, attribute, scale, labels, kinds)"),
+        (
+            "  - {name: a, help: h, colour: red}",
+            "m.yaml: metrics[0:a].colour: unknown key (allowed: name, help, type, "
+            "aggregate, attribute, scale, labels, kinds)",
+        ),
         ("  - {name: a, help: h, type: histogram}", "m.yaml: metrics[0:a].type: must be one of 'gauge' or 'counter'"),
-        ("  - {name: a, help: h, aggregate: sum}", "m.yaml: metrics[0:a].attribute: required with aggregate: sum "
-         "(the numeric attribute to add up)"),
-        ("  - {name: a, help: h, attribute: x}", "m.yaml: metrics[0:a].attribute: only used with aggregate: sum, "
-         "not count"),
-        ("  - {name: a, help: h, labels: [account, zone]}", "m.yaml: metrics[0:a].labels[1]: must be one of "
-         "'provider', 'account', 'region' or 'kind'"),
+        (
+            "  - {name: a, help: h, aggregate: sum}",
+            "m.yaml: metrics[0:a].attribute: required with aggregate: sum (the numeric attribute to add up)",
+        ),
+        (
+            "  - {name: a, help: h, attribute: x}",
+            "m.yaml: metrics[0:a].attribute: only used with aggregate: sum, not count",
+        ),
+        (
+            "  - {name: a, help: h, labels: [account, zone]}",
+            "m.yaml: metrics[0:a].labels[1]: must be one of 'provider', 'account', 'region' or 'kind'",
+        ),
         ("  - {name: a, help: h, labels: [account, account]}", "m.yaml: metrics[0:a].labels: a label is listed twice"),
-        ("  - {name: a, help: h, aggregate: expired, labels: [account, region]}", "m.yaml: metrics[0:a].labels: "
-         "expired is counted per account: only provider and account, not ['region']"),
-        ("  - {name: a, help: h, aggregate: marked, kinds: [volume]}", "m.yaml: metrics[0:a].kinds: marked is "
-         "counted per account, not per kind"),
-        ("  - {name: volume_size_gb, help: h}", "m.yaml: metrics[0:volume_size_gb].name: abbreviated unit 'gb': use "
-         "base units (bytes, seconds) and 'scale' to convert"),
-        ("  - {name: age_hours, help: h}", "m.yaml: metrics[0:age_hours].name: use the base unit 'seconds' instead "
-         "of 'hours' (with 'scale')"),
-        ("  - {name: disk_kilobytes, help: h}", "m.yaml: metrics[0:disk_kilobytes].name: use the base unit 'bytes' "
-         "instead of 'kilobytes' (with 'scale')"),
-        ("  - {name: seen, help: h, type: counter}", "m.yaml: metrics[0:seen].name: a counter's name ends with "
-         "'_total' (seen_total)"),
-        ("  - {name: seen_total, help: h}", "m.yaml: metrics[0:seen_total].name: only counters end with '_total' "
-         "(use type: counter, or drop the suffix)"),
-        ("  - {name: resoto_x, help: h}", "m.yaml: metrics[0:resoto_x].name: drop the 'resoto_' prefix: it is "
-         "added ('x')"),
-        ("  - {name: runs_total, help: h, type: counter}", "m.yaml: metrics[0:runs_total].name: 'resoto_runs_total' "
-         "is one of resoto-tasks' own metrics"),
-        ("  - {name: subscribers, help: h}", "m.yaml: metrics[0:subscribers].name: 'resoto_subscribers' is one of "
-         "resoto-tasks' own metrics"),
-        ("  - {name: Bad-Name, help: h}", "m.yaml: metrics[0:Bad-Name].name: lowercase letters, digits and single "
-         "underscores, starting with a letter (e.g. volume_bytes)"),
+        (
+            "  - {name: a, help: h, aggregate: expired, labels: [account, region]}",
+            "m.yaml: metrics[0:a].labels: expired is counted per account: only provider and account, not ['region']",
+        ),
+        (
+            "  - {name: a, help: h, aggregate: marked, kinds: [volume]}",
+            "m.yaml: metrics[0:a].kinds: marked is counted per account, not per kind",
+        ),
+        (
+            "  - {name: volume_size_gb, help: h}",
+            "m.yaml: metrics[0:volume_size_gb].name: abbreviated unit 'gb': use "
+            "base units (bytes, seconds) and 'scale' to convert",
+        ),
+        (
+            "  - {name: age_hours, help: h}",
+            "m.yaml: metrics[0:age_hours].name: use the base unit 'seconds' instead of 'hours' (with 'scale')",
+        ),
+        (
+            "  - {name: disk_kilobytes, help: h}",
+            "m.yaml: metrics[0:disk_kilobytes].name: use the base unit 'bytes' instead of 'kilobytes' (with 'scale')",
+        ),
+        (
+            "  - {name: seen, help: h, type: counter}",
+            "m.yaml: metrics[0:seen].name: a counter's name ends with '_total' (seen_total)",
+        ),
+        (
+            "  - {name: seen_total, help: h}",
+            "m.yaml: metrics[0:seen_total].name: only counters end with '_total' "
+            "(use type: counter, or drop the suffix)",
+        ),
+        (
+            "  - {name: resoto_x, help: h}",
+            "m.yaml: metrics[0:resoto_x].name: drop the 'resoto_' prefix: it is added ('x')",
+        ),
+        (
+            "  - {name: runs_total, help: h, type: counter}",
+            "m.yaml: metrics[0:runs_total].name: 'resoto_runs_total' is one of resoto-tasks' own metrics",
+        ),
+        (
+            "  - {name: subscribers, help: h}",
+            "m.yaml: metrics[0:subscribers].name: 'resoto_subscribers' is one of resoto-tasks' own metrics",
+        ),
+        (
+            "  - {name: Bad-Name, help: h}",
+            "m.yaml: metrics[0:Bad-Name].name: lowercase letters, digits and single "
+            "underscores, starting with a letter (e.g. volume_bytes)",
+        ),
         ("  - {name: a, help: h, scale: 0}", "m.yaml: metrics[0:a].scale: must be a positive finite number"),
-        ("  - {name: a, help: h, kinds: ['a|b']}", "m.yaml: metrics[0:a].kinds[0]: String should match pattern "
-         "'^[\\w.:@\\-]{1,100}$'"),
-        ("  - {name: a, help: h}\n  - {name: a, help: again}", "m.yaml: metrics[1:a].name: defined twice (first at "
-         "metrics[0])"),
-    ],  # fmt: skip
+        (
+            "  - {name: a, help: h, kinds: ['a|b']}",
+            "m.yaml: metrics[0:a].kinds[0]: String should match pattern '^[\\w.:@\\-]{1,100}$'",
+        ),
+        (
+            "  - {name: a, help: h}\n  - {name: a, help: again}",
+            "m.yaml: metrics[1:a].name: defined twice (first at metrics[0])",
+        ),
+    ],
 )
 def test_a_bad_definition_is_one_line_naming_file_field_and_problem(body: str, expected: str) -> None:
     assert _problems(f"metrics:\n{body}\n") == [expected]
