@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from resoto_tasks import logs
-from resoto_tasks.cli import misc_cmd, resources_cmd, runs_cmd, schedule_cmd, up_cmd, workflows_cmd
+from resoto_tasks.cli import metrics_cmd, misc_cmd, resources_cmd, runs_cmd, schedule_cmd, up_cmd, workflows_cmd
 
 app = typer.Typer(
     name="resoto-tasks",
@@ -20,6 +20,7 @@ app.add_typer(misc_cmd.subscribers_app, name="subscribers")
 app.add_typer(misc_cmd.events_app, name="events")
 app.add_typer(resources_cmd.app, name="resources")
 app.add_typer(schedule_cmd.app, name="schedule")
+app.add_typer(metrics_cmd.app, name="metrics")
 app.command("run")(runs_cmd.run_command)
 app.command("up")(up_cmd.up)
 

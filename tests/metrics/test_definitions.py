@@ -163,10 +163,12 @@ def test_a_bad_definition_is_one_line_naming_file_field_and_problem(body: str, e
 
 
 def test_every_problem_of_a_file_is_reported_not_only_the_first() -> None:
-    found = _problems("metrics:\n  - {name: a}\n  - {name: b, help: h, type: nope}\nextra: 1\n")
+    found = _problems("metrics:\n  - {name: a}\n  - {name: size_gb, help: h, type: nope}\nextra: 1\n")
     assert found == [
         "m.yaml: metrics[0:a].help: required but missing",
-        "m.yaml: metrics[1:b].type: must be one of 'gauge' or 'counter'",
+        "m.yaml: metrics[1:size_gb].name: abbreviated unit 'gb': use base units (bytes, seconds) and 'scale' to "
+        "convert",
+        "m.yaml: metrics[1:size_gb].type: must be one of 'gauge' or 'counter'",
         "m.yaml: extra: unknown key (allowed: metrics)",
     ]
 

@@ -112,12 +112,11 @@ ACCOUNT_LABELS: Final = (Label.provider, Label.account)
 KindName = Annotated[str, Field(pattern=LABEL_PATTERN)]
 
 
-def _lint_name(name: str, kind: MetricType) -> str | None:
+def _lint_name(name: str) -> str | None:
     """The first naming rule of Prometheus (as promtool checks it) that ``name`` breaks, or None."""
     if name.startswith(names.PREFIX):
         return f"drop the {names.PREFIX!r} prefix: it is added ({name.removeprefix(names.PREFIX)!r})"
-    parts = name.split("_")
-    for part in parts:
+    for part in name.split("_"):
         if part in UNIT_ABBREVIATIONS:
             return f"abbreviated unit {part!r}: use base units (bytes, seconds) and 'scale' to convert"
         if part in NON_BASE_UNITS:
@@ -127,14 +126,19 @@ def _lint_name(name: str, kind: MetricType) -> str | None:
                 return f"use the base unit {part.removeprefix(prefix)!r} instead of {part!r} (with 'scale')"
         if part in TYPE_WORDS:
             return f"a metric name should not contain its type ({part!r})"
-    if kind == MetricType.counter and not name.endswith("_total"):
-        return f"a counter's name ends with '_total' ({name}_total)"
-    if kind == MetricType.gauge and name.endswith("_total"):
-        return "only counters end with '_total' (use type: counter, or drop the suffix)"
     if name.endswith(RESERVED_SUFFIXES):
         return f"names ending with {', '.join(RESERVED_SUFFIXES)} are reserved for histograms and summaries"
     if names.reserved(names.PREFIX + name):
         return f"{names.PREFIX + name!r} is one of resoto-tasks' own metrics"
+    return None
+
+
+def _lint_suffix(name: str, kind: MetricType) -> str | None:
+    """Counters end with ``_total``, nothing else does."""
+    if kind == MetricType.counter and not name.endswith("_total"):
+        return f"a counter's name ends with '_total' ({name}_total)"
+    if kind == MetricType.gauge and name.endswith("_total"):
+        return "only counters end with '_total' (use type: counter, or drop the suffix)"
     return None
 
 
@@ -154,6 +158,14 @@ class MetricDefinition(BaseModel):
     kinds: tuple[KindName, ...] = ()
     """Empty: every kind."""
 
+    @field_validator("name")
+    @classmethod
+    def _prometheus_name(cls, value: str) -> str:
+        problem = _lint_name(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("scale")
     @classmethod
     def _finite_positive(cls, value: float) -> float:
@@ -170,7 +182,7 @@ class MetricDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> MetricDefinition:
-        problem = _lint_name(self.name, self.type)
+        problem = _lint_suffix(self.name, self.type)
         if problem:
             raise _FieldProblem("name", problem)
         if self.aggregate == Aggregate.sum and self.attribute is None:
