@@ -14,6 +14,7 @@ from celery import Celery
 from kombu import Queue
 
 from resoto_tasks import logs  # noqa: F401 - connects the log format to Celery's logging signals
+from resoto_tasks.result_backend import backend_url
 from resoto_tasks.routing import QUEUES, WORKFLOW
 from resoto_tasks.settings import Settings, get_settings
 from resoto_tasks.worker_boot import WORKER_CLI_OPTIONS, ResotoWorkerStep
@@ -37,7 +38,7 @@ def make_config(settings: Settings) -> dict[str, Any]:
     }
     config: dict[str, Any] = {
         "broker_url": settings.broker,
-        "result_backend": settings.result_backend,
+        "result_backend": backend_url(settings.result_backend),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
