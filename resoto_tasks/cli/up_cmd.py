@@ -425,6 +425,7 @@ class UpSession:
                     self.report.say(run_line(run))
 
     def _stop(self, stop_timeout: float) -> None:
+        environment.release_sent_results()  # while Redis still answers
         started = time.monotonic()
         if self.stack is not None:
             how = self.stack.stop(stop_timeout)

@@ -46,3 +46,23 @@ def use_in_this_process(env: Mapping[str, str]) -> None:
     get_settings.cache_clear()
     reset_clients()
     app.conf.update(make_config(get_settings()))
+
+
+def release_sent_results() -> int:
+    """Let go of the results of tasks this process sent, while Redis still answers; returns how many.
+
+    Sending a chord leaves its results pending in this process's Celery backend (subscribed on
+    Redis pub/sub, never waited for). At interpreter exit their ``__del__`` unsubscribes, and
+    when the stack has already stopped its own Redis that fails with a traceback on stderr.
+    Releasing them here, through the backend's own ``remove_pending_result``, unsubscribes
+    while the server is up. ``_pending_results`` is Celery's (``AsyncBackendMixin``); without
+    it there is nothing to release.
+    """
+    backend = app.backend
+    pending = getattr(backend, "_pending_results", None)
+    if not pending:
+        return 0
+    results = [r for mapping in pending for waiters in list(mapping.values()) for r in list(waiters.values())]
+    for result in results:
+        backend.remove_pending_result(result)
+    return len(results)

@@ -70,6 +70,7 @@ def test_up_once_starts_its_own_redis_when_the_configured_one_does_not_answer(tm
         assert f"\n{row} " in out, row
     assert "succeeded" in out
     assert "stopped" in out
+    assert "Traceback" not in done.stderr, done.stderr
     # the children's own output went to the run directory, not to the terminal
     assert "celery@" not in out and "[tasks]" not in out
     run_dir = next((tmp_path / "runs").iterdir())
@@ -96,6 +97,10 @@ def test_up_once_uses_the_configured_redis_when_it_answers(tmp_path: Path, redis
     assert [s["name"] for s in doc["run"]["steps"]][:3] == ["pre_collect", "collect", "post_collect"]
     summary = doc["summary"]
     assert set(summary["figures"]) == {"collected", "marked", "deleted"}
+    # a fresh key prefix is a fresh example cloud: it has resources, and some of them expired
+    assert summary["figures"]["collected"]["value"] > 0, summary
+    assert summary["figures"]["deleted"]["value"] > 0, summary
+    assert "Traceback" not in done.stderr
     assert set(summary["actions"]) == {"collect", "cleanup_plan", "cleanup", "generate_metrics"}
     assert {p["name"] for p in doc["processes"]} == {
         "worker-collect",
