@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 import redis
 import typer
+from rich.markup import escape
 
 from resoto_tasks import engine, runs, workflows
 from resoto_tasks.cli.common import (
@@ -122,13 +123,16 @@ class Reporter:
         self.out = err_console if json_ else console
 
     def say(self, text: str) -> None:
+        """``text`` is rich markup: escape what comes from outside (paths, URLs, messages)."""
         self.out.print(text, soft_wrap=True, highlight=False)
 
     def warn(self, text: str) -> None:
-        self.out.print(f"[yellow]warning:[/] {text}", soft_wrap=True, highlight=False)
+        """``text`` is plain: brackets in paths or messages are not markup."""
+        self.out.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True, highlight=False)
 
     def error(self, text: str) -> None:
-        err_console.print(f"[bold red]error:[/] {text}", soft_wrap=True, highlight=False)
+        """``text`` is plain, as in :meth:`warn`."""
+        err_console.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True, highlight=False)
 
 
 def up(
@@ -225,7 +229,7 @@ class UpSession:
     def _bring_up(self, data_dir: Path | None, guard: SignalGuard, ready_timeout: float) -> None:
         self.paths = paths = make_paths(data_dir)
         self.report.say(
-            f"[bold]resoto-tasks up[/]  logs: {paths.run_dir}"
+            f"[bold]resoto-tasks up[/]  logs: {escape(str(paths.run_dir))}"
             + ("  [yellow](data dir not writable: using a temporary one)[/]" if paths.temporary else "")
         )
         self.configured_url = get_settings().redis_url
@@ -250,14 +254,14 @@ class UpSession:
             self.report.warn(f"{spec.name} exited with code {code} (log: {paths.log(spec.name)})")
 
     def _say_redis(self, chosen: StackRedis) -> None:
-        url = mask_url(chosen.url)
+        url = escape(mask_url(chosen.url))
         if chosen.source == RedisSource.configured:
             self.report.say(f"redis     {url} (Redis {chosen.version}, already running)")
             return
-        where = f"data in {chosen.data_dir}" if chosen.data_dir else ""
+        where = f"data in {escape(str(chosen.data_dir))}" if chosen.data_dir else ""
         self.report.say(
             f"redis     {url}: started {chosen.source.value} {chosen.version}, {where} "
-            f"[dim]({chosen.fallback_reason})[/]"
+            f"[dim]({escape(chosen.fallback_reason or '')})[/]"
         )
 
     def _warn_busy_ports(self) -> None:
@@ -272,14 +276,16 @@ class UpSession:
         assert self.stack is not None
         for spec in specs:
             pid = self.stack.processes[spec.name].pid
-            self.report.say(f"{spec.role.value:<9} {spec.name:<16} pid {pid}  [dim]{' '.join(spec.argv[3:])}[/]")
+            self.report.say(
+                f"{spec.role.value:<9} {spec.name:<16} pid {pid}  [dim]{escape(' '.join(spec.argv[3:]))}[/]"
+            )
         if not self.options.flower and not self.once:
             self.report.say("[dim]flower    disabled (--no-flower)[/]")
         elif self.options.flower and not flower_installed():
-            self.report.say("[dim]flower    not installed: pip install 'resoto-tasks[flower]'[/]")
+            self.report.say("[dim]flower    not installed: pip install 'resoto-tasks\\[flower]'[/]")
 
     def _say_ready(self, spec: ProcessSpec, elapsed_s: float) -> None:
-        where = f" at {spec.url}" if spec.url else ""
+        where = f" at {escape(spec.url)}" if spec.url else ""
         self.report.say(f"ready     {spec.name}{where} [dim]after {elapsed_s:.1f} s[/]")
 
     def _write_stack_file(self) -> None:
@@ -311,7 +317,7 @@ class UpSession:
             self.report.warn(f"{self.workflow} not started: {result.message}")
             self.document = self._document(None)
             return EXIT_NOT_STARTED
-        note = f": {result.message}" if result.status == StartStatus.queued else ""
+        note = f": {escape(result.message)}" if result.status == StartStatus.queued else ""
         self.report.say(f"run       {result.run_id} {self.workflow} {result.status.value}{note}")
         live = not self.report.json and console.is_terminal
         if live:
@@ -335,7 +341,7 @@ class UpSession:
         if not self.report.json:
             console.print(summary.render(found, self._links()))
         if self.redis is not None and self.redis.started and self.configured_url != self.redis.url:
-            self.report.say(f"[dim]other terminals: export RESOTO_REDIS_URL={self.redis.url}[/]")
+            self.report.say(f"[dim]other terminals: export RESOTO_REDIS_URL={escape(self.redis.url)}[/]")
 
     def _links(self) -> dict[str, str]:
         assert self.paths is not None and self.redis is not None
@@ -348,8 +354,8 @@ class UpSession:
                 else "[yellow](not answering: no metrics worker serves it)[/]"
             ),
             "flower": self._flower_text(),
-            "logs": str(self.paths.run_dir),
-            "redis": f"{mask_url(self.redis.url)} ({self.redis.source.value} {self.redis.version})",
+            "logs": escape(str(self.paths.run_dir)),
+            "redis": escape(f"{mask_url(self.redis.url)} ({self.redis.source.value} {self.redis.version})"),
         }
 
     def _flower_text(self) -> str:
@@ -358,7 +364,7 @@ class UpSession:
         if not self.options.flower:
             return "disabled (--no-flower)"
         if not flower_installed():
-            return "not installed: pip install 'resoto-tasks[flower]'"
+            return "not installed: pip install 'resoto-tasks\\[flower]'"
         url = f"http://127.0.0.1:{self.options.flower_port}"
         return f"{url}  " + (
             "[green](answering)[/]" if http_ok(f"{url}/healthcheck") else "[yellow](not answering: see its log)[/]"
@@ -398,7 +404,7 @@ class UpSession:
         assert self.stack is not None
         schedules = scheduled_workflows()
         if schedules and self.options.beat:
-            self.report.say("schedule  " + ", ".join(f"{n}: {s}" for n, s in schedules.items()))
+            self.report.say("schedule  " + escape(", ".join(f"{n}: {s}" for n, s in schedules.items())))
         self.report.say("[bold]stack running[/]: Ctrl-C stops every process it started")
         seen = {r.id for r in runs.list_runs(limit=50) if r.status.finished}
         last_poll = 0.0
@@ -435,7 +441,7 @@ class UpSession:
         else:
             how = {}
         if how:
-            parts = ", ".join(f"{name} {ended}" for name, ended in how.items())
+            parts = escape(", ".join(f"{name} {ended}" for name, ended in how.items()))
             self.report.say(f"stopped   in {time.monotonic() - started:.1f} s: [dim]{parts}[/]")
 
 

@@ -255,18 +255,23 @@ def start_server(binary: str, source: RedisSource, version: str, url: str, paths
     ]
     process = ManagedProcess("redis", argv, paths.log("redis"), env=dict(os.environ)).start()
     own_url = f"redis://127.0.0.1:{port}/{_db_of(url)}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if not process.alive:
-            lock.release()
-            raise ProcessFailed(f"redis-server ({source.value})", process.returncode, process.log_path, process.tail())
-        if probe(own_url, timeout_s=0.5).answered:
-            break
-        if time.monotonic() > deadline:
-            process.kill_group()
-            lock.release()
-            raise StackError(f"{binary} did not answer on port {port} within {START_TIMEOUT_S:g} s")
-        time.sleep(0.02)
+    try:
+        _wait_answering(process, own_url, f"{binary} ({source.value})", port)
+    except BaseException:  # including Ctrl-C while waiting: the caller never sees this server
+        process.kill_group()
+        lock.release()
+        raise
     return StackRedis(
         url=own_url, source=source, version=version, process=process, data_dir=data_dir, lock=lock if owned else None
     )
+
+
+def _wait_answering(process: ManagedProcess, url: str, what: str, port: int) -> None:
+    """Raises: ProcessFailed (it exited), StackError (no answer within ``START_TIMEOUT_S``)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not probe(url, timeout_s=0.5).answered:
+        if not process.alive:
+            raise ProcessFailed(what, process.returncode, process.log_path, process.tail())
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} did not answer on port {port} within {START_TIMEOUT_S:g} s")
+        time.sleep(0.02)

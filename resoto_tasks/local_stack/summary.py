@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -190,7 +191,7 @@ def _answers_text(a: ActionSummary) -> str:
 
 
 def render(summary: RunSummary, links: Mapping[str, str]) -> RenderableType:
-    """The summary table for people; ``links`` are extra rows (metrics, Flower, logs, Redis)."""
+    """The summary table for people; ``links`` are extra rows (metrics, Flower, logs, Redis) in markup."""
     run = summary.run
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold")
@@ -207,16 +208,16 @@ def render(summary: RunSummary, links: Mapping[str, str]) -> RenderableType:
         if figure.value is None:
             table.add_row(name, Text(f"unknown ({figure.source})", style="dim"))
         else:
-            table.add_row(name, f"{_fmt_number(figure.value)}  [dim]({figure.source})[/]")
+            table.add_row(name, f"{_fmt_number(figure.value)}  [dim]({escape(figure.source)})[/]")
     for action in summary.actions.values():
         table.add_row(f"  {action.action}", Text(_answers_text(action), style="dim"))
         for error in action.errors[:3]:
             table.add_row("", Text(error[:160], style="red"))
     if summary.ledger_totals:
-        table.add_row("ledger", ", ".join(f"{k} {v}" for k, v in sorted(summary.ledger_totals.items())))
+        table.add_row("ledger", Text(", ".join(f"{k} {v}" for k, v in sorted(summary.ledger_totals.items()))))
     if summary.store is not None:
         parts = [f"{k} {v}" for k, v in summary.store.items() if isinstance(v, int | float)]
-        table.add_row("store", ", ".join(parts))
+        table.add_row("store", Text(", ".join(parts)))
     elif summary.store_note:
         table.add_row("store", Text(summary.store_note, style="dim"))
     for label, value in links.items():
