@@ -15,14 +15,15 @@ from worker.metrics import generate as generate_module
 from worker.metrics import keys, live
 from worker.metrics.definitions import MetricDefinition, builtin_definitions, parse_text
 from worker.metrics.generate import FILE_ERROR_KEY, generate
-from worker.metrics.server import make_app, make_registry
+from worker.metrics.server import WsgiApp, make_app, make_registry
 
 GIB = 2**30
 
 
-def scrape(r: redis.Redis) -> str:
-    """One scrape through the endpoint's WSGI app (the same code the HTTP server runs)."""
-    app = make_app(make_registry(r), r)
+def scrape(r: redis.Redis, app: WsgiApp | None = None) -> str:
+    """One scrape through the endpoint's WSGI app (the same code the HTTP server runs); a fresh
+    app unless one is given (an app keeps the live set it read until the set changes)."""
+    app = app or make_app(make_registry(r), r)
     status: list[str] = []
     body = app(
         {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": ""},
@@ -121,10 +122,10 @@ def failing(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     broken: set[str] = set()
     real = generate_module.compute
 
-    def compute(definition: MetricDefinition, stats: list[object]) -> live.Family:
+    def compute(definition: MetricDefinition, rows: generate_module.Rows) -> live.Family:
         if definition.name in broken:
             raise RuntimeError(f"injected failure of {definition.name}")
-        return real(definition, stats)  # type: ignore[arg-type]
+        return real(definition, rows)
 
     monkeypatch.setattr(generate_module, "compute", compute)
     return broken
@@ -134,14 +135,16 @@ def test_a_failing_definition_is_absent_and_the_others_are_fresh_without_duplica
     r: redis.Redis, store: ResourceStore, two_accounts: tuple[str, str], failing: set[str]
 ) -> None:
     first, second = two_accounts
+    endpoint = make_app(make_registry(r), r)
     generate(run_id="before")
-    before = ours(r, {first, second})
+    before = samples(scrape(r, endpoint), accounts={first, second})
     assert value(before, "resoto_volumes", provider=PROVIDER, account=first, region="us-east-1") == 2
     commit(store, first, cloud(first, instances=7, volumes=4), run_id="r2")  # the cloud changed
     failing.add("volumes")
     report = generate(run_id="with-failure")
     assert set(report.generation.errors) == {"volumes"}
-    after = ours(r, {first, second})  # samples() asserts that no sample appears twice
+    after = samples(scrape(r, endpoint), accounts={first, second})  # asserts that no sample appears twice
+    assert after == ours(r, {first, second})  # the endpoint's kept set was replaced, as a fresh one reads
     assert not [key for key in after if key[0] == "resoto_volumes"], "the failed definition left stale samples"
     assert value(after, "resoto_instances", provider=PROVIDER, account=first, region="us-east-1") == 7
     assert value(after, "resoto_volume_size_bytes", provider=PROVIDER, account=first, region="us-east-1") == 40 * GIB
@@ -181,11 +184,12 @@ def test_a_scrape_during_swaps_sees_one_whole_set_never_a_mix(
     seen: list[set[tuple[str, float]]] = []
     problems: list[BaseException] = []
     client = redis.Redis(connection_pool=r.connection_pool)
+    app = make_app(make_registry(client), client)  # one endpoint, as a worker has: its kept set is checked too
 
     def scraper() -> None:
         try:
             while not stop.is_set():
-                found = samples(scrape(client), accounts={first})
+                found = samples(scrape(client, app), accounts={first})
                 seen.append({(name, v) for (name, labels), v in found.items() if name in (
                     "resoto_x1", "resoto_first_set", "resoto_second_set", "resoto_flaky")})  # fmt: skip
         except BaseException as exc:  # reported below

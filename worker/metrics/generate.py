@@ -16,8 +16,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
+from typing import Final
 
 import redis
 
@@ -59,37 +62,72 @@ class Report:
         }
 
 
-def compute(definition: MetricDefinition, stats: list[AccountStats]) -> Family:
-    """One definition over every account's stats (pure: no I/O)."""
+_POSITION: Final = {Label.provider: 0, Label.account: 1, Label.region: 2, Label.kind: 3}
+"""Where each label's value sits in the row ``(provider, account, region, kind)``."""
+
+
+def _picker(labels: tuple[Label, ...]) -> Callable[[tuple[str, str, str, str]], tuple[str, ...]]:
+    """A function taking a row to the label values of ``labels`` (a tuple, also for 0 or 1 label)."""
+    positions = [_POSITION[label] for label in labels]
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    if positions:
+        only = positions[0]
+        return lambda row: (row[only],)
+    return lambda row: ()
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The stats of every account flattened once per run, so each definition loops over tuples."""
+
+    accounts: list[tuple[tuple[str, str, str, str], AccountStats]]
+    """``((provider, account, "", ""), stats)`` per account."""
+    groups: list[tuple[tuple[str, str, str, str], str, int, dict[str, float]]]
+    """``((provider, account, region, kind), kind, count, sums)`` per (account, kind, region)."""
+
+    @classmethod
+    def of(cls, stats: list[AccountStats]) -> Rows:
+        return cls(
+            accounts=[((a.provider, a.account, "", ""), a) for a in stats],
+            groups=[
+                ((a.provider, a.account, g.region, g.kind), g.kind, g.count, g.sums) for a in stats for g in a.groups
+            ],
+        )
+
+
+def compute(definition: MetricDefinition, rows: Rows) -> Family:
+    """One definition over every account's stats (pure: no I/O).
+
+    This loop is the whole cost of a run (accounts x kinds x regions per definition), so it stays
+    flat: tuples prepared once per run and an ``itemgetter`` for the labels.
+    """
     samples: dict[tuple[str, ...], float] = {}
-    group_by = definition.group_by
+    pick = _picker(definition.group_by)
     kinds = frozenset(definition.kinds)
     aggregate = definition.aggregate
-    for account in stats:
-        values = {Label.provider: account.provider, Label.account: account.account}
-        if aggregate.per_account:
-            key = tuple(values[label] for label in group_by)
-            samples[key] = samples.get(key, 0.0) + float(getattr(account, aggregate.value)) * definition.scale
-            continue
-        for group in account.groups:
-            if kinds and group.kind not in kinds:
-                continue
-            if aggregate == Aggregate.count_:
-                value = float(group.count)
-            else:
-                found = group.sums.get(definition.attribute or "")
-                if found is None:
-                    continue  # no resource of this group has the attribute: no sample, not 0
-                value = found
-            values[Label.kind], values[Label.region] = group.kind, group.region
-            key = tuple(values[label] for label in group_by)
-            samples[key] = samples.get(key, 0.0) + value * definition.scale
+    if aggregate.per_account:
+        for row, account in rows.accounts:
+            key = pick(row)
+            samples[key] = samples.get(key, 0.0) + getattr(account, aggregate.value)
+    elif aggregate == Aggregate.count_:
+        for row, kind, count, _ in rows.groups:
+            if not kinds or kind in kinds:
+                key = pick(row)
+                samples[key] = samples.get(key, 0.0) + count
+    else:
+        attribute = definition.attribute or ""
+        for row, kind, _, sums in rows.groups:
+            if (not kinds or kind in kinds) and attribute in sums:  # absent attribute: no sample, not 0
+                key = pick(row)
+                samples[key] = samples.get(key, 0.0) + sums[attribute]
+    scale = definition.scale
     return Family(
         name=definition.exposed_name,
         help=definition.help,
         type=definition.type,
-        labels=tuple(label.value for label in group_by),
-        samples=samples,
+        labels=tuple(label.value for label in definition.group_by),
+        samples={key: float(total) * scale for key, total in samples.items()},
     )
 
 
@@ -117,11 +155,11 @@ def generate(
         definitions, problems = load_definitions()
         if problems:
             errors[FILE_ERROR_KEY] = " | ".join(str(p) for p in problems)
-    stats = (store or ResourceStore(client)).all_stats(now)
+    rows = Rows.of((store or ResourceStore(client)).all_stats(now))
     families: list[Family] = []
     for definition in definitions:
         try:
-            families.append(compute(definition, stats))
+            families.append(compute(definition, rows))
         except Exception as exc:  # one bad definition must not cost the others their fresh values
             errors[definition.name] = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("metric %s failed, left out of this run: %s", definition.exposed_name, errors[definition.name])

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import pydantic_core
 import redis
 
 from worker.metrics import keys
@@ -42,24 +43,27 @@ class Family:
     samples: Mapping[tuple[str, ...], float]
 
     def to_json(self) -> str:
+        """Samples sorted once here rather than on every scrape; pydantic-core's encoder because a
+        family of 20,000 samples takes ~40 ms with ``json`` and a few with it."""
         doc = {
             "name": self.name,
             "help": self.help,
             "type": self.type.value,
-            "labels": list(self.labels),
-            "samples": [[list(values), value] for values, value in sorted(self.samples.items())],
+            "labels": self.labels,
+            "samples": [(*values, value) for values, value in sorted(self.samples.items())],
         }
-        return json.dumps(doc, separators=(",", ":"))
+        return pydantic_core.to_json(doc).decode()
 
     @classmethod
     def from_json(cls, text: str) -> Family:
-        doc = json.loads(text)
+        doc = pydantic_core.from_json(text)
+        width = len(doc["labels"])
         return cls(
             name=doc["name"],
             help=doc["help"],
             type=MetricType(doc["type"]),
             labels=tuple(doc["labels"]),
-            samples={tuple(values): float(value) for values, value in doc["samples"]},
+            samples={tuple(row[:width]): float(row[width]) for row in doc["samples"]},
         )
 
 
@@ -178,9 +182,17 @@ def _swap(r: redis.Redis, stage: str, counters: list[Family], run_id: str) -> li
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def read(r: redis.Redis) -> tuple[list[Family], Generation | None]:
-    """The live set as one consistent read (``HGETALL`` of a hash with one field per metric)."""
+def read(r: redis.Redis) -> tuple[list[Family], Generation | None, str | None]:
+    """The live set as one consistent read (``HGETALL`` of a hash with one field per metric),
+    with the raw ``_meta`` text, which identifies the set (see :func:`read_stamp`)."""
     raw: dict[str, Any] = r.hgetall(keys.live())
     meta = raw.pop(keys.META_FIELD, None)
     families = [Family.from_json(text) for _, text in sorted(raw.items())]
-    return families, None if meta is None else Generation.from_json(meta)
+    return families, None if meta is None else Generation.from_json(meta), meta
+
+
+def read_stamp(r: redis.Redis) -> str | None:
+    """The live set's ``_meta`` text alone: it changes with every swap, so a reader that kept the
+    set read under the same stamp can serve that instead of reading megabytes again."""
+    stamp: str | None = r.hget(keys.live(), keys.META_FIELD)
+    return stamp

@@ -49,7 +49,7 @@ def to_prometheus(family: live.Family) -> Metric:
         metric = CounterMetricFamily(family.name, family.help, labels=labels)
     else:
         metric = GaugeMetricFamily(family.name, family.help, labels=labels)
-    for values, value in sorted(family.samples.items()):
+    for values, value in family.samples.items():  # sorted when stored
         metric.add_metric(list(values), value)
     return metric
 
@@ -72,16 +72,31 @@ def generation_families(generation: live.Generation | None) -> Iterator[Metric]:
 
 
 class ResotoCollector(Collector):
-    """Yields the live set and the orchestrator's metrics, read from Redis on every scrape."""
+    """Yields the live set and the orchestrator's metrics, read from Redis on every scrape.
+
+    The live set is kept in memory with the stamp it was read under (its ``_meta``, new on every
+    swap): a scrape asks Redis for the stamp and reads the whole set only when it changed, which
+    at thousands of accounts saves megabytes per scrape; the values are still Redis'.
+    """
 
     def __init__(self, r: redis.Redis | None = None) -> None:
         self._r = r
+        self._kept: tuple[str, list[Metric]] | None = None
+
+    def _live(self, client: redis.Redis) -> list[Metric]:
+        kept = self._kept
+        if kept is not None and live.read_stamp(client) == kept[0]:
+            return kept[1]
+        families, generation, stamp = live.read(client)
+        found = [to_prometheus(f) for f in families]
+        found += generation_families(generation)
+        if stamp is not None:
+            self._kept = (stamp, found)
+        return found
 
     def collect(self) -> Iterable[Metric]:
         client = self._r if self._r is not None else redis_conn.client()
-        families, generation = live.read(client)
-        found = [to_prometheus(f) for f in families]
-        found += generation_families(generation)
+        found = list(self._live(client))
         found += orchestrator.families(ResourceStore(client))
         return found  # built in full first: a Redis error fails the scrape, never truncates it
 
