@@ -28,6 +28,7 @@ def child_env(chosen: StackRedis, base: Mapping[str, str] | None = None) -> dict
         for name in SPLIT_URL_VARS:
             env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the files as they happen, not at exit
+    env.setdefault("RESOTO_METRICS_ADDR", "127.0.0.1")  # a laptop stack serves loopback only, as Flower
     return env
 
 
