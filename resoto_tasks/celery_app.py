@@ -20,7 +20,7 @@ from resoto_tasks.settings import Settings, get_settings
 from resoto_tasks.worker_boot import WORKER_CLI_OPTIONS, ResotoWorkerStep
 
 CORE_TASK_MODULES = ["resoto_tasks.tasks"]
-WORKER_TASK_MODULES = ["worker.collect", "worker.cleanup"]  # worker.metrics joins when it lands
+WORKER_TASK_MODULES = ["worker.collect", "worker.cleanup", "worker.metrics"]
 
 
 def _ssl_options(url: str) -> dict[str, Any] | None:
