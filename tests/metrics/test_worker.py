@@ -143,15 +143,19 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[server.MetricsSe
 def test_the_default_port_serves_only_metrics_workers_and_a_busy_one_is_not_fatal(
     no_server: list[server.MetricsServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    port = free_port()
     monkeypatch.setenv("RESOTO_METRICS_ADDR", "127.0.0.1")
-    monkeypatch.setattr(server, "DEFAULT_PORT", free_port())
+    monkeypatch.setenv("RESOTO_METRICS_PORT", str(port))  # instead of 9955, which may be in use here
     assert server.serve_for(WorkerOptions(queues=["collect"])) is None
     assert server.serve_for(WorkerOptions(queues=["metrics"], metrics_port=0)) is None
     serving = server.serve_for(WorkerOptions(queues=["metrics"]))
     assert serving is not None
     no_server.append(serving)
-    assert serving.port == server.DEFAULT_PORT
+    assert serving.port == port
     monkeypatch.setattr(server, "_serving", None)  # a second worker process on the same host
     assert server.serve_for(WorkerOptions(queues=["metrics"])) is None
     with pytest.raises(OSError, match=r"cannot serve metrics on 127\.0\.0\.1:\d+ \(--metrics-port\)"):
-        server.serve_for(WorkerOptions(queues=["collect"], metrics_port=server.DEFAULT_PORT))
+        server.serve_for(WorkerOptions(queues=["collect"], metrics_port=port))
+    monkeypatch.setenv("RESOTO_METRICS_PORT", "0")
+    monkeypatch.setattr(server, "_serving", None)
+    assert server.serve_for(WorkerOptions(queues=["metrics"])) is None

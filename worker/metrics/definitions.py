@@ -38,6 +38,8 @@ from resoto_tasks.store.resources import LABEL_PATTERN
 from worker.metrics import names
 
 DEFAULTS_FILE: Final = Path(__file__).with_name("default_metrics.yaml")
+DEFAULT_PORT: Final = 9955
+"""Resoto's metrics port."""
 
 NAME_PATTERN: Final = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
 # promtool's lint (client_golang promlint): abbreviated units, non-base units and unit prefixes.
@@ -63,7 +65,10 @@ RESERVED_SUFFIXES: Final = ("_count", "_sum", "_bucket", "_created", "_info")
 
 
 class MetricsSettings(BaseSettings):
-    """Where the user's definitions are and where the endpoint listens (``RESOTO_METRICS_*``)."""
+    """Where the user's definitions are and where the endpoint listens (``RESOTO_METRICS_*``).
+
+    Not cached: read when a worker starts and on every run, so a changed file applies at once.
+    """
 
     model_config = SettingsConfigDict(env_prefix="RESOTO_METRICS_", extra="ignore", frozen=True)
 
@@ -71,6 +76,9 @@ class MetricsSettings(BaseSettings):
     """``RESOTO_METRICS_FILE``: the user's definitions (YAML); read on every generate_metrics."""
     addr: str = "0.0.0.0"
     """``RESOTO_METRICS_ADDR``: the address the endpoint binds."""
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    """``RESOTO_METRICS_PORT``: the port of a worker on the metrics queue started without
+    ``--metrics-port`` (Resoto's 9955); 0: such workers do not serve (test suites, several per host)."""
 
 
 class MetricType(StrEnum):

@@ -7,10 +7,11 @@ per-process metrics make two workers' answers differ. ``wsgiref`` with a thread 
 a slow scrape from blocking ``/health``; the server runs in a daemon thread of the worker's main
 process, started by the ``on_worker_start`` hook below.
 
-A worker serves when started with ``--metrics-port PORT``, or on :data:`DEFAULT_PORT` when it
-consumes the ``metrics`` queue; ``--metrics-port 0`` turns serving off. An explicit port that
-cannot be bound stops the worker (the operator asked for it); a busy default port is logged and the
-worker runs on without serving (another metrics worker on the host serves the same values).
+A worker serves when started with ``--metrics-port PORT``, or when it consumes the ``metrics``
+queue on ``RESOTO_METRICS_PORT`` (default 9955, Resoto's); port 0 turns serving off. An explicit
+port that cannot be bound stops the worker (the operator asked for it); a busy default port is
+logged and the worker runs on without serving (another metrics worker on the host serves the same
+values).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
-from typing import Any, Final
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
@@ -36,7 +37,6 @@ from worker.metrics.definitions import MetricsSettings, MetricType
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT: Final = 9955
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -183,11 +183,12 @@ def serve_for(options: WorkerOptions) -> MetricsServer | None:
         OSError: an explicitly given port cannot be bound (the worker does not start).
     """
     global _serving
+    settings = MetricsSettings()
     explicit = options.metrics_port is not None
-    port = options.metrics_port if options.metrics_port is not None else DEFAULT_PORT
+    port = options.metrics_port if options.metrics_port is not None else settings.port
     if port == 0 or (not explicit and METRICS not in options.queues) or _serving is not None:
         return _serving
-    addr = MetricsSettings().addr
+    addr = settings.addr
     try:
         _serving = serve(port, addr)
     except OSError as exc:
