@@ -14,7 +14,7 @@ import time
 
 from bench import framework, infra
 
-MODULES = ["bench.orchestration"]
+MODULES = ["bench.orchestration", "bench.ingest", "bench.planning"]
 """One module per benchmark; each registers itself with :func:`bench.framework.benchmark`."""
 
 
@@ -28,6 +28,9 @@ def parse(argv: list[str]) -> tuple[list[str], framework.Options]:
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker (default 2)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiling phase")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of rich")
+    parser.add_argument(
+        "--store-size", type=int, default=1_000_000, help="resources for ingest and planning (default 1,000,000)"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
@@ -40,12 +43,15 @@ def parse(argv: list[str]) -> tuple[list[str], framework.Options]:
         profile=not args.no_profile,
         plain=args.plain,
         strict=args.strict,
+        store_size=args.store_size,
     )
     return (["--list"] if args.list else args.names), options
 
 
 def main(argv: list[str] | None = None) -> int:
     names, options = parse(sys.argv[1:] if argv is None else argv)
+    for old_log in (infra.RESULTS / "logs").glob("*.log"):
+        old_log.unlink()
     server = infra.private_redis()
     try:
         infra.export_env(server.url)

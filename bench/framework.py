@@ -54,6 +54,7 @@ class Options:
     profile: bool = True
     plain: bool = False
     strict: bool = False
+    store_size: int = 1_000_000
 
 
 @dataclass

@@ -118,12 +118,23 @@ def pstats_summary(stats: pstats.Stats, runs: int, top: int = 25) -> dict[str, A
 
 
 def rtt_summary(counts: Counter[str], runs: int, steps: int) -> dict[str, Any]:
+    """Round trips per workflow and per subscribed step, split into resoto_tasks' own (its code
+    calling redis-py directly) and Celery/kombu's (messages, results, chords), and by origin."""
     total = sum(counts.values())
+    own = sum(v for k, v in counts.items() if _is_own(k))
     return {
         "round_trips_per_workflow": round(total / runs, 1),
         "round_trips_per_subscribed_step": round(total / runs / steps, 2),
+        "resoto_own_round_trips_per_subscribed_step": round(own / runs / steps, 2),
+        "celery_kombu_round_trips_per_subscribed_step": round((total - own) / runs / steps, 2),
         "round_trips_by_origin_per_workflow": {k: round(v / runs, 2) for k, v in counts.most_common()},
     }
+
+
+def _is_own(origin: str) -> bool:
+    """``task | resoto chain`` without a ``[library]`` suffix: resoto_tasks code talking to Redis."""
+    where = origin.split(" | ", 1)[-1]
+    return not where.endswith("]") and "." in where and not where.startswith(("kombu", "celery", "bench", "redis"))
 
 
 def load_rtt(base: Path) -> Counter[str]:
@@ -156,7 +167,9 @@ def render(name: str, summary: dict[str, Any], top: int = 20) -> str:
         lines.append(
             f"  -- {part}: {data.get('busy_ms_per_workflow')} ms/workflow in {_WHAT[part]} (under cProfile), "
             f"{data.get('round_trips_per_workflow')} Redis round trips/workflow "
-            f"({data.get('round_trips_per_subscribed_step')} per subscribed step)"
+            f"({data.get('round_trips_per_subscribed_step')} per subscribed step: "
+            f"{data.get('resoto_own_round_trips_per_subscribed_step')} resoto_tasks' own, "
+            f"{data.get('celery_kombu_round_trips_per_subscribed_step')} Celery/kombu)"
         )
         cats = data.get("by_category_ms_per_workflow", {})
         lines.append("     busy by category (ms/workflow): " + ", ".join(f"{k} {v}" for k, v in cats.items()))
