@@ -24,7 +24,8 @@ from tests.support.redis_server import RedisServer
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY_PREFIX = "bench"
-ALL_QUEUES = "collect,cleanup,metrics,workflow"
+ALL_QUEUES = "bench_collect,bench_cleanup,bench_metrics,workflow"
+"""The bench worker's queues: the action queues renamed (see ``orchestration.bench_queue``)."""
 
 
 def private_redis() -> RedisServer:
@@ -39,6 +40,7 @@ def export_env(url: str) -> dict[str, str]:
         "RESOTO_KEY_PREFIX": KEY_PREFIX,
         "RESOTO_HOOK_MODULES": "bench.tasks",
         "RESOTO_COLLECT_PROVIDERS": "",
+        "RESOTO_METRICS_PORT": "0",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
     os.environ.update(env)

@@ -40,7 +40,7 @@ from celery import chain, chord, group
 
 from bench import profiling
 from bench.framework import Context, Record, benchmark, median, percentile
-from bench.infra import RESULTS, ServerStats, idle_rate, server_stats, work_stats
+from bench.infra import ALL_QUEUES, RESULTS, ServerStats, idle_rate, server_stats, work_stats
 from bench.tasks import NOOP_TASK, PLAIN_NOOP_TASK, PLAIN_STEP_DONE_TASK
 from resoto_tasks import engine, keys, runs, subscribers, workflows
 from resoto_tasks.celery_app import app
@@ -58,6 +58,18 @@ PROFILE_RUNS = 10
 
 Layout = list[tuple[str, int]]
 """(action, number of blocking no-op subscribers), in run order."""
+
+
+def bench_queue(action: str) -> str:
+    """The action's queue, renamed: ``collect`` -> ``bench_collect`` and so on.
+
+    The real actors (``worker.collect``, ``worker.cleanup``, ``worker.metrics``) register their
+    subscriptions from any worker that consumes their queue; the bench worker consumes the
+    renamed queues (same layout, one queue per concern) so that only the no-op subscribers
+    answer. Callbacks stay on ``workflow``.
+    """
+    queue = queue_for_action(action)
+    return queue if queue == WORKFLOW else f"bench_{queue}"
 
 
 def actions() -> list[str]:
@@ -91,7 +103,7 @@ class Subscribers:
                 action=action,
                 subscriber_id=f"bench-noop-{i}",
                 task=NOOP_TASK,
-                queue=queue_for_action(action),
+                queue=bench_queue(action),
                 timeout=30,
             )
             for action, n in layout
@@ -152,9 +164,7 @@ def plain_canvas(layout: Layout) -> Any:
     """The baseline: a plain chain of explicit chords, one per action with subscribers."""
     chords = [
         chord(
-            group(
-                [app.signature(PLAIN_NOOP_TASK, queue=queue_for_action(a), immutable=True) for _ in range(n)], app=app
-            ),
+            group([app.signature(PLAIN_NOOP_TASK, queue=bench_queue(a), immutable=True) for _ in range(n)], app=app),
             app.signature(PLAIN_STEP_DONE_TASK, queue=WORKFLOW, immutable=True),
             app=app,
         )
@@ -369,7 +379,7 @@ def run(ctx: Context) -> list[Record]:
     footprints: list[dict[str, Any]] = []
     timelines: dict[str, Any] = {}
     layout_full, layout_default = full_layout(), default_layout()
-    params_common = {"workers": f"1 x prefork -c {opts.concurrency}, queues collect,cleanup,metrics,workflow"}
+    params_common = {"workers": f"1 x prefork -c {opts.concurrency}, queues {ALL_QUEUES}"}
     try:
         with ctx.worker():
             idle = idle_rate(r)
