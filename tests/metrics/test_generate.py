@@ -250,3 +250,15 @@ def test_a_run_that_cannot_read_the_store_keeps_the_previous_live_set(
         generate(run_id="bad")
     assert r.hgetall(keys.live()) == before
     assert not r.keys(keys.stage("*"))
+
+
+def test_a_run_leaves_exactly_the_live_set_and_the_counter_totals_in_redis(
+    r: redis.Redis, two_accounts: tuple[str, str]
+) -> None:
+    counter = define("metrics:\n  - {name: footprint_probe_total, help: h, type: counter, labels: []}\n")
+    generate([*builtin_definitions(), *counter], run_id="footprint")
+    prefix = keys.live().removesuffix("live")
+    assert set(r.keys(f"{prefix}*")) == {keys.live(), keys.totals()}
+    assert r.ttl(keys.live()) == -1  # served until the next run replaces it, however late
+    assert r.hget(keys.totals(), "resoto_footprint_probe_total|{}") is not None
+    r.hdel(keys.totals(), "resoto_footprint_probe_total|{}")
