@@ -30,6 +30,7 @@ def _start_session_server() -> RedisServer:
     os.environ["RESOTO_SUBSCRIBER_TTL_S"] = "6"
     os.environ["RESOTO_SUPERVISOR_INTERVAL_S"] = "1"
     os.environ["RESOTO_HOOK_MODULES"] = "tests.support.hooks"
+    os.environ["RESOTO_METRICS_PORT"] = "0"  # tests that serve metrics pick free ports
     for name in ("WORKFLOWS_DIR", "BROKER_URL", "RESULT_BACKEND_URL", "REDBEAT_URL", "STORE_URL"):
         os.environ.pop(f"RESOTO_{name}", None)
     return server
