@@ -214,44 +214,59 @@ def promote_queued(name: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def advance(run_id: str) -> None:
+def advance(run_id: str, run: Run | None = None) -> None:
     """Move the run forward as far as it can go without waiting for anyone.
 
     Idempotent: called by the step callback, the supervisor, and after a start; each call
-    either dispatches the current step, passes through steps with no blocking subscriber, ends
-    the run, or finds the run waiting and does nothing.
+    either dispatches the current step, passes through steps without subscribers, ends the run,
+    or finds the run waiting and does nothing. ``run`` is the record just committed by the
+    caller, if it has one (saves reading it again).
     """
+    live: dict[str, list[Subscription]] | None = None
     for _ in range(1000):
-        run = runs.load(run_id)
+        if run is None:
+            run = runs.load(run_id)
         if run is None or run.status != RunStatus.running:
             return
-        step = run.current
+        step, index_ = run.current, run.step_index
         if step is None:
             _finish(run_id)
             return
-        if step.status == StepStatus.pending or (step.status == StepStatus.running and not step.dispatched):
-            if not _dispatch(run, run.step_index):
-                return
-            continue
         if step.status.finished:
             # A step finished without moving the index can only come from an older version; heal.
-            complete_step(run_id, run.step_index, step.epoch, cause="heal")
+            complete_step(run_id, index_, step.epoch, cause="heal")
+            run = None
             continue
-        return
+        if step.status == StepStatus.running and dispatch_state(run_id, index_, step.epoch) is not None:
+            return  # dispatched (or being dispatched): waiting for its subscribers
+        if live is None:
+            live = subscribers.live_by_action()  # one snapshot for every step this call passes
+        run = _dispatch(run, index_, live.get(step.action, []))
+        if run is None:
+            return
 
 
-def _claim_dispatch(run_id: str, index_: int, epoch: int) -> bool:
-    """One process dispatches each (step, epoch); a dead dispatcher's claim expires."""
-    return bool(client().set(keys.dispatch_claim(run_id, index_, epoch), "1", nx=True, px=DISPATCH_CLAIM_MS))
+def dispatch_state(run_id: str, index_: int, epoch: int) -> str | None:
+    """``claimed`` while a process dispatches the step, ``sent`` once it did, ``None`` if neither.
+
+    A claim expires after ``DISPATCH_CLAIM_MS`` unless the dispatcher confirms the send, so a
+    step whose dispatcher died is dispatched again (with the next epoch) by the supervisor.
+    """
+    found: str | None = client().get(keys.dispatch_claim(run_id, index_, epoch))
+    return found
 
 
-def _dispatch(run: Run, index_: int) -> bool:
-    """Dispatch step ``index_``; returns True if the step completed here (no blocking subscriber)."""
+def _dispatch(run: Run, index_: int, subs: list[Subscription]) -> Run | None:
+    """Dispatch step ``index_`` to ``subs`` (taken when the step starts).
+
+    Returns the committed run when the step completed here (nobody to wait for), else ``None``.
+    """
     step = run.steps[index_]
     epoch = step.epoch + 1
-    if not _claim_dispatch(run.id, index_, epoch):
-        return False
-    subs = subscribers.live(step.action)
+    if not subs:
+        return _complete_empty(run.id, index_, step.epoch)
+    if not client().set(keys.dispatch_claim(run.id, index_, epoch), "claimed", nx=True, px=DISPATCH_CLAIM_MS):
+        return None
     blocking = sorted((s for s in subs if s.wait_for_completion), key=lambda s: s.subscriber_id)
     nonblocking = sorted((s for s in subs if not s.wait_for_completion), key=lambda s: s.subscriber_id)
     timeout_s = max([step.timeout, *(s.timeout for s in blocking)])
@@ -271,7 +286,7 @@ def _dispatch(run: Run, index_: int) -> bool:
                 "started_at": st.started_at or iso(from_ms(started_ms)),
                 "deadline_ms": deadline_ms,
                 "epoch": epoch,
-                "dispatched": not blocking and not nonblocking,
+                "dispatched": True,
                 "blocking": [s.subscriber_id for s in blocking],
                 "nonblocking": [s.subscriber_id for s in nonblocking],
                 "task_ids": list(task_ids.values()),
@@ -283,28 +298,42 @@ def _dispatch(run: Run, index_: int) -> bool:
         )
 
     if runs.transition(run.id, decide) is None:
-        return False
-    if not blocking:
-        for sub in nonblocking:
-            _send(run, index_, sub, epoch, deadline_ms, task_ids[sub.subscriber_id], blocking=False)
-        complete_step(run.id, index_, epoch, cause="no_blocking_subscriber")
-        return True
+        return None
     for sub in nonblocking:
-        _send(run, index_, sub, epoch, deadline_ms, task_ids[sub.subscriber_id], blocking=False)
-    header = [_signature(run, index_, sub, deadline_ms, task_ids[sub.subscriber_id], blocking=True) for sub in blocking]
-    callback = app.signature(STEP_DONE_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
-    errback = app.signature(STEP_LOST_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
-    chord(group(header, app=app), callback, app=app).apply_async(link_error=errback)
-    _mark_dispatched(run.id, index_, epoch)
+        _signature(run, index_, sub, deadline_ms, task_ids[sub.subscriber_id], blocking=False).apply_async()
+    if blocking:
+        header = [_signature(run, index_, s, deadline_ms, task_ids[s.subscriber_id], blocking=True) for s in blocking]
+        callback = app.signature(STEP_DONE_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
+        errback = app.signature(STEP_LOST_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
+        chord(group(header, app=app), callback, app=app).apply_async(link_error=errback)
+    client().set(keys.dispatch_claim(run.id, index_, epoch), "sent", ex=runs.retention_s())
     log.info(
         "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (timeout %.0fs)",
-        run.id,
-        step.name,
-        len(blocking),
-        len(nonblocking),
-        timeout_s,
-    )
-    return False
+        run.id, step.name, len(blocking), len(nonblocking), timeout_s,
+    )  # fmt: skip
+    if blocking:
+        return None
+    return finish_step(run.id, index_, epoch, cause="no_blocking_subscriber")
+
+
+def _complete_empty(run_id: str, index_: int, epoch: int) -> Run | None:
+    """A step nobody subscribes to completes in one transition, without a broker round trip."""
+    now = iso(utcnow())
+
+    def decide(run: Run) -> runs.Change | None:
+        if run.status != RunStatus.running or run.step_index != index_:
+            return None
+        st = run.steps[index_]
+        if st.epoch != epoch or st.status.finished:
+            return None
+        started = st.model_copy(update={"status": StepStatus.running, "started_at": st.started_at or now})
+        return _complete(run.with_step(index_, started), index_, started, {}, "no_subscriber")
+
+    change = runs.transition(run_id, decide)
+    if change is None:
+        return None
+    _after_step(change, index_, "no_subscriber")
+    return change.run
 
 
 def _message(run: Run, index_: int, sub: Subscription, deadline_ms: int, blocking: bool) -> dict[str, Any]:
@@ -334,20 +363,6 @@ def _signature(run: Run, index_: int, sub: Subscription, deadline_ms: int, task_
     )
 
 
-def _send(run: Run, index_: int, sub: Subscription, epoch: int, deadline_ms: int, task_id: str, blocking: bool) -> None:
-    _signature(run, index_, sub, deadline_ms, task_id, blocking).apply_async()
-
-
-def _mark_dispatched(run_id: str, index_: int, epoch: int) -> None:
-    def decide(current: Run) -> runs.Change | None:
-        st = current.steps[index_]
-        if st.epoch != epoch or st.dispatched or st.status != StepStatus.running:
-            return None
-        return runs.Change(run=current.with_step(index_, st.model_copy(update={"dispatched": True})))
-
-    runs.transition(run_id, decide)
-
-
 # ---------------------------------------------------------------------------------------------
 # Completing steps and runs
 # ---------------------------------------------------------------------------------------------
@@ -364,6 +379,11 @@ def complete_step(run_id: str, index_: int, epoch: int, cause: str) -> bool:
     ``cause`` is ``callback`` (every blocking subscriber answered), ``lost`` (the chord failed:
     a task died), ``timeout`` (the deadline passed), ``no_blocking_subscriber`` or ``heal``.
     """
+    return finish_step(run_id, index_, epoch, cause) is not None
+
+
+def finish_step(run_id: str, index_: int, epoch: int, cause: str) -> Run | None:
+    """:func:`complete_step`, returning the committed run (``None`` if another call did it)."""
     answers = runs.outcomes_of(run_id, index_)
 
     def decide(run: Run) -> runs.Change | None:
@@ -379,15 +399,20 @@ def complete_step(run_id: str, index_: int, epoch: int, cause: str) -> bool:
 
     change = runs.transition(run_id, decide)
     if change is None:
-        return False
+        return None
+    _after_step(change, index_, cause)
+    return change.run
+
+
+def _after_step(change: runs.Change, index_: int, cause: str) -> None:
+    """What follows a committed step outcome: revoke stragglers, end the run, action events."""
     step = change.run.steps[index_]
-    log.info("run=%s step=%s %s (%s)", run_id, step.name, step.status.value, cause)
+    log.info("run=%s step=%s %s (%s)", change.run.id, step.name, step.status.value, cause)
     if step.status == StepStatus.timed_out and step.task_ids:
         _revoke(step.task_ids)
     if change.run.status.finished:
         _after_finish(change.run)
     _emit_action_event(change.run, step)
-    return True
 
 
 def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome], cause: str) -> runs.Change:
@@ -524,6 +549,7 @@ def _emit_action_event(run: Run, step: StepRun) -> None:
         step.action,
         {"run_id": run.id, "workflow": run.workflow, "status": step.status.value},
         source_workflow=run.workflow,
+        record=False,  # the transition already appended step_finished to the stream
     )
 
 

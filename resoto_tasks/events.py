@@ -31,17 +31,23 @@ def matching_workflows(name: str, data: dict[str, Any]) -> list[str]:
     ]
 
 
-def emit(name: str, data: dict[str, Any] | None = None, source_workflow: str | None = None) -> list[StartResult]:
-    """Record the event and start the workflows it triggers; returns what each start did."""
+def emit(
+    name: str, data: dict[str, Any] | None = None, source_workflow: str | None = None, record: bool = True
+) -> list[StartResult]:
+    """Record the event (unless the caller already did) and start the workflows it triggers.
+
+    Returns what each start did.
+    """
     from resoto_tasks import engine
 
     payload = data or {}
-    client().xadd(
-        keys.events(),
-        {"kind": "event", "name": name, "at": iso(utcnow()) or "", "data": json.dumps(payload, default=str)},
-        maxlen=get_settings().events_maxlen,
-        approximate=True,
-    )
+    if record:
+        client().xadd(
+            keys.events(),
+            {"kind": "event", "name": name, "at": iso(utcnow()) or "", "data": json.dumps(payload, default=str)},
+            maxlen=get_settings().events_maxlen,
+            approximate=True,
+        )
     results = []
     for workflow in matching_workflows(name, payload):
         if workflow == source_workflow:

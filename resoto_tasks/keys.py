@@ -15,7 +15,7 @@ key                                type    TTL                    written by
 ``{p}:wf:{name}:active``           set     -                      ids of running runs of one workflow
 ``{p}:wf:{name}:queued``           string  -                      id of the one queued (``wait``) run
 ``{p}:slot:{name}:{due}``          string  retention              run id that took a schedule slot
-``{p}:dispatch:{id}:{step}:{ep}``  string  claim TTL              the process dispatching a step
+``{p}:dispatch:{id}:{step}:{ep}``  string  10 s, then retention   "claimed" while a step is sent, "sent" after
 ``{p}:subs:def``                   hash    -                      subscription key -> JSON definition
 ``{p}:subs:live``                  zset    -                      ``{sub}|{holder}``, score = expiry ms
 ``{p}:events``                     stream  MAXLEN ~               every event and run/step transition

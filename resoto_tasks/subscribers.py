@@ -261,6 +261,14 @@ def unregister(holder: str) -> None:
         r.zrem(keys.subscriptions_live(), *members)
 
 
+def live_by_action(at_ms: int | None = None) -> dict[str, list[Subscription]]:
+    """Every live subscription, by action: one snapshot for all the steps a dispatch passes."""
+    found: dict[str, list[Subscription]] = {}
+    for sub in live(at_ms=at_ms):
+        found.setdefault(sub.action, []).append(sub)
+    return found
+
+
 def live(action: str | None = None, at_ms: int | None = None) -> list[Subscription]:
     """Subscriptions with at least one live holder, optionally only those of ``action``.
 

@@ -80,8 +80,8 @@ def _supervise_run(run_id: str, now: int, done: dict[str, int]) -> None:
             done["timed_out"] += 1
         engine.advance(run_id)
         return
-    if not step.dispatched:
-        engine.advance(run_id)  # the claim of a dead dispatcher expires; then this re-dispatches
+    if engine.dispatch_state(run_id, index_, step.epoch) is None:
+        engine.advance(run_id, run)  # a dead dispatcher's claim expired: dispatch again
         done["resumed"] += 1
         return
     answers = runs.outcomes_of(run_id, index_)

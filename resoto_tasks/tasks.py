@@ -19,8 +19,7 @@ log = logging.getLogger(__name__)
 @app.task(name=engine.STEP_DONE_TASK, queue=WORKFLOW, ignore_result=True)
 def step_done(run_id: str, step_index: int, epoch: int) -> None:
     """The chord body: every blocking subscriber of the step answered."""
-    engine.complete_step(run_id, step_index, epoch, cause="callback")
-    engine.advance(run_id)
+    engine.advance(run_id, engine.finish_step(run_id, step_index, epoch, cause="callback"))
 
 
 @app.task(name=engine.STEP_LOST_TASK, queue=WORKFLOW, ignore_result=True)
@@ -30,8 +29,7 @@ def step_lost(*args: Any) -> None:
     Celery passes the failed task's id first, then our immutable arguments.
     """
     run_id, step_index, epoch = args[-3], int(args[-2]), int(args[-1])
-    engine.complete_step(run_id, step_index, epoch, cause="lost")
-    engine.advance(run_id)
+    engine.advance(run_id, engine.finish_step(run_id, step_index, epoch, cause="lost"))
 
 
 @app.task(name="resoto.workflow.supervise", queue=WORKFLOW, ignore_result=True)
