@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -39,7 +40,7 @@ from resoto_tasks.models import (
 )
 from resoto_tasks.redis_conn import client
 from resoto_tasks.routing import WORKFLOW
-from resoto_tasks.timeutil import from_ms, iso, now_ms, utcnow
+from resoto_tasks.timeutil import iso, to_ms, utcnow
 from resoto_tasks.workflows import catalogue
 
 log = logging.getLogger(__name__)
@@ -214,76 +215,110 @@ def promote_queued(name: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Dispatch:
+    """A step the committed transition started: what to send once the record says so."""
+
+    index: int
+    epoch: int
+    blocking: list[Subscription]
+    nonblocking: list[Subscription]
+    task_ids: dict[str, str]
+    deadline_ms: int
+    timeout_s: float
+
+
+@dataclass
+class _Plan:
+    """What a transition function decided beyond the record (it may run more than once)."""
+
+    dispatch: _Dispatch | None = None
+    completed: list[int] = field(default_factory=list)
+
+
 def advance(run_id: str, run: Run | None = None) -> None:
     """Move the run forward as far as it can go without waiting for anyone.
 
-    Idempotent: called by the step callback, the supervisor, and after a start; each call
-    either dispatches the current step, passes through steps without subscribers, ends the run,
-    or finds the run waiting and does nothing. ``run`` is the record just committed by the
-    caller, if it has one (saves reading it again).
+    Idempotent: called after a start, by the supervisor and to heal; each call either starts the
+    current step (passing through every step nobody subscribes to, in the same transaction),
+    ends the run, or finds the run waiting and does nothing. ``run`` is a record the caller just
+    read, used to skip the transaction when the run is visibly waiting.
     """
-    live: dict[str, list[Subscription]] | None = None
-    for _ in range(1000):
-        if run is None:
-            run = runs.load(run_id)
-        if run is None or run.status != RunStatus.running:
-            return
-        step, index_ = run.current, run.step_index
+    if run is not None and _waiting(run):
+        return
+    live = subscribers.live_by_action()
+    plan = _Plan()
+
+    def decide(current: Run) -> runs.Change | None:
+        nonlocal plan
+        plan = _Plan()
+        if current.status != RunStatus.running:
+            return None
+        step = current.current
         if step is None:
-            _finish(run_id)
-            return
-        if step.status.finished:
-            # A step finished without moving the index can only come from an older version; heal.
-            complete_step(run_id, index_, step.epoch, cause="heal")
-            run = None
-            continue
-        if step.status == StepStatus.running and dispatch_state(run_id, index_, step.epoch) is not None:
-            return  # dispatched (or being dispatched): waiting for its subscribers
-        if live is None:
-            live = subscribers.live_by_action()  # one snapshot for every step this call passes
-        run = _dispatch(run, index_, live.get(step.action, []))
-        if run is None:
-            return
+            return _finish_change(current)
+        if step.status.finished:  # finished without moving the index: heal (older versions did)
+            plan.completed.append(current.step_index)
+            healed = _complete(current, current.step_index, step, {}, "heal")
+            return _walk(healed.run, live, plan, healed)
+        if step.status == StepStatus.running and dispatch_state(run_id, current.step_index, step.epoch):
+            return None  # sent, or being sent: waiting for its subscribers
+        return _walk(current, live, plan, None)
+
+    change = runs.transition(run_id, decide)
+    if change is not None:
+        _after(change.run, plan, cause="advance")
+
+
+def _waiting(run: Run) -> bool:
+    step = run.current
+    if run.status != RunStatus.running or step is None:
+        return run.status != RunStatus.running
+    return step.status == StepStatus.running and dispatch_state(run.id, run.step_index, step.epoch) is not None
 
 
 def dispatch_state(run_id: str, index_: int, epoch: int) -> str | None:
-    """``claimed`` while a process dispatches the step, ``sent`` once it did, ``None`` if neither.
+    """``claimed`` while a process sends the step, ``sent`` once it did, ``None`` if neither.
 
-    A claim expires after ``DISPATCH_CLAIM_MS`` unless the dispatcher confirms the send, so a
-    step whose dispatcher died is dispatched again (with the next epoch) by the supervisor.
+    The claim is written by the transaction that starts the step and expires after
+    ``DISPATCH_CLAIM_MS`` unless the sender confirms; a step whose sender died is then started
+    again (with the next epoch) by the supervisor.
     """
     found: str | None = client().get(keys.dispatch_claim(run_id, index_, epoch))
     return found
 
 
-def _dispatch(run: Run, index_: int, subs: list[Subscription]) -> Run | None:
-    """Dispatch step ``index_`` to ``subs`` (taken when the step starts).
+def _walk(run: Run, live: dict[str, list[Subscription]], plan: _Plan, base: runs.Change | None) -> runs.Change:
+    """From the current step on: complete every step nobody subscribes to, start the first one
+    somebody does (or end the run), all in the one transaction being decided.
 
-    Returns the committed run when the step completed here (nobody to wait for), else ``None``.
+    ``base`` is the change decided so far (a completed step), whose writes are kept.
     """
-    step = run.steps[index_]
-    epoch = step.epoch + 1
-    if not subs:
-        return _complete_empty(run.id, index_, step.epoch)
-    if not client().set(keys.dispatch_claim(run.id, index_, epoch), "claimed", nx=True, px=DISPATCH_CLAIM_MS):
-        return None
-    blocking = sorted((s for s in subs if s.wait_for_completion), key=lambda s: s.subscriber_id)
-    nonblocking = sorted((s for s in subs if not s.wait_for_completion), key=lambda s: s.subscriber_id)
-    timeout_s = max([step.timeout, *(s.timeout for s in blocking)])
-    started_ms = now_ms()
-    deadline_ms = started_ms + int(timeout_s * 1000)
-    task_ids = {s.subscriber_id: uuid.uuid4().hex for s in blocking + nonblocking}
-
-    def decide(current: Run) -> runs.Change | None:
-        st = current.steps[index_] if index_ < len(current.steps) else None
-        if current.status != RunStatus.running or current.step_index != index_ or st is None:
-            return None
-        if st.epoch != step.epoch or st.status.finished:
-            return None
-        updated = st.model_copy(
+    extra = list(base.extra) if base else []
+    events = list(base.events) if base else []
+    current = run
+    while current.status == RunStatus.running and current.current is not None:
+        index_, step = current.step_index, current.current
+        subs = live.get(step.action, [])
+        now = utcnow()
+        if not subs:
+            started = step.model_copy(update={"status": StepStatus.running, "started_at": step.started_at or iso(now)})
+            done = _complete(current.with_step(index_, started), index_, started, {}, "no_subscriber")
+            extra += done.extra
+            events += done.events
+            current = done.run
+            plan.completed.append(index_)
+            continue
+        blocking = sorted((s for s in subs if s.wait_for_completion), key=lambda s: s.subscriber_id)
+        nonblocking = sorted((s for s in subs if not s.wait_for_completion), key=lambda s: s.subscriber_id)
+        timeout_s = max([step.timeout, *(s.timeout for s in blocking)])
+        deadline_ms = to_ms(now) + int(timeout_s * 1000)
+        epoch = step.epoch + 1
+        task_ids = {s.subscriber_id: uuid.uuid4().hex for s in blocking + nonblocking}
+        started = step.model_copy(
             update={
                 "status": StepStatus.running,
-                "started_at": st.started_at or iso(from_ms(started_ms)),
+                "started_at": step.started_at or iso(now),
                 "deadline_ms": deadline_ms,
                 "epoch": epoch,
                 "dispatched": True,
@@ -292,48 +327,44 @@ def _dispatch(run: Run, index_: int, subs: list[Subscription]) -> Run | None:
                 "task_ids": list(task_ids.values()),
             }
         )
-        return runs.Change(
-            run=current.with_step(index_, updated),
-            events=[("step_started", {"step": st.name, "index": index_, "subscribers": len(blocking)})],
-        )
+        current = current.with_step(index_, started)
+        events.append(("step_started", {"step": step.name, "index": index_, "subscribers": len(blocking)}))
+        extra.append(_claim(current.id, index_, epoch))
+        plan.dispatch = _Dispatch(index_, epoch, blocking, nonblocking, task_ids, deadline_ms, timeout_s)
+        break
+    if current.status == RunStatus.running and current.current is None:
+        finished = _finish_change(current)
+        extra += finished.extra
+        events += finished.events
+        current = finished.run
+    return runs.Change(run=current, extra=extra, events=events)
 
-    if runs.transition(run.id, decide) is None:
-        return None
-    for sub in nonblocking:
-        _signature(run, index_, sub, deadline_ms, task_ids[sub.subscriber_id], blocking=False).apply_async()
-    if blocking:
-        header = [_signature(run, index_, s, deadline_ms, task_ids[s.subscriber_id], blocking=True) for s in blocking]
-        callback = app.signature(STEP_DONE_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
-        errback = app.signature(STEP_LOST_TASK, args=(run.id, index_, epoch), queue=WORKFLOW, immutable=True)
+
+def _claim(run_id: str, index_: int, epoch: int) -> Any:
+    def write(pipe: Any) -> None:
+        pipe.set(keys.dispatch_claim(run_id, index_, epoch), "claimed", px=DISPATCH_CLAIM_MS)
+
+    return write
+
+
+def _send(run: Run, d: _Dispatch) -> None:
+    """Send a started step: chord(group(blocking), step_done) plus the non-blocking beside it."""
+    for sub in d.nonblocking:
+        _signature(run, d.index, sub, d.deadline_ms, d.task_ids[sub.subscriber_id], blocking=False).apply_async()
+    if d.blocking:
+        header = [
+            _signature(run, d.index, s, d.deadline_ms, d.task_ids[s.subscriber_id], blocking=True) for s in d.blocking
+        ]
+        callback = app.signature(STEP_DONE_TASK, args=(run.id, d.index, d.epoch), queue=WORKFLOW, immutable=True)
+        errback = app.signature(STEP_LOST_TASK, args=(run.id, d.index, d.epoch), queue=WORKFLOW, immutable=True)
         chord(group(header, app=app), callback, app=app).apply_async(link_error=errback)
-    client().set(keys.dispatch_claim(run.id, index_, epoch), "sent", ex=runs.retention_s())
+    client().set(keys.dispatch_claim(run.id, d.index, d.epoch), "sent", ex=runs.retention_s())
     log.info(
         "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (timeout %.0fs)",
-        run.id, step.name, len(blocking), len(nonblocking), timeout_s,
+        run.id, run.steps[d.index].name, len(d.blocking), len(d.nonblocking), d.timeout_s,
     )  # fmt: skip
-    if blocking:
-        return None
-    return finish_step(run.id, index_, epoch, cause="no_blocking_subscriber")
-
-
-def _complete_empty(run_id: str, index_: int, epoch: int) -> Run | None:
-    """A step nobody subscribes to completes in one transition, without a broker round trip."""
-    now = iso(utcnow())
-
-    def decide(run: Run) -> runs.Change | None:
-        if run.status != RunStatus.running or run.step_index != index_:
-            return None
-        st = run.steps[index_]
-        if st.epoch != epoch or st.status.finished:
-            return None
-        started = st.model_copy(update={"status": StepStatus.running, "started_at": st.started_at or now})
-        return _complete(run.with_step(index_, started), index_, started, {}, "no_subscriber")
-
-    change = runs.transition(run_id, decide)
-    if change is None:
-        return None
-    _after_step(change, index_, "no_subscriber")
-    return change.run
+    if not d.blocking:  # nothing to wait for: the non-blocking ones were sent, the step is done
+        finish_step(run.id, d.index, d.epoch, cause="no_blocking_subscriber")
 
 
 def _message(run: Run, index_: int, sub: Subscription, deadline_ms: int, blocking: bool) -> dict[str, Any]:
@@ -383,10 +414,22 @@ def complete_step(run_id: str, index_: int, epoch: int, cause: str) -> bool:
 
 
 def finish_step(run_id: str, index_: int, epoch: int, cause: str) -> Run | None:
-    """:func:`complete_step`, returning the committed run (``None`` if another call did it)."""
-    answers = runs.outcomes_of(run_id, index_)
+    """:func:`complete_step`, returning the committed run (``None`` if another call did it).
+
+    The same transaction passes through the following steps nobody subscribes to and starts
+    the next one somebody does, so a step costs one transaction, not three.
+    """
+    pipe = client().pipeline(transaction=False)
+    pipe.hgetall(keys.run_outcomes(run_id))
+    pipe.get(keys.workflows_version())
+    raw_answers, version = pipe.execute()
+    answers = runs.parse_outcomes(raw_answers, index_)
+    live = subscribers.live_by_action()
+    plan = _Plan()
 
     def decide(run: Run) -> runs.Change | None:
+        nonlocal plan
+        plan = _Plan()
         if run.status != RunStatus.running or run.step_index != index_:
             return None
         step = run.steps[index_]
@@ -395,24 +438,38 @@ def finish_step(run_id: str, index_: int, epoch: int, cause: str) -> Run | None:
                 return None
         elif cause == "lost" and epoch != step.epoch:
             return None  # an older dispatch's chord failed; the current one is still going
-        return _complete(run, index_, step, answers, cause)
+        plan.completed.append(index_)
+        done = _complete(run, index_, step, answers, cause)
+        return _walk(done.run, live, plan, done)
 
     change = runs.transition(run_id, decide)
     if change is None:
         return None
-    _after_step(change, index_, cause)
+    _after(change.run, plan, cause, version or "0")
     return change.run
 
 
-def _after_step(change: runs.Change, index_: int, cause: str) -> None:
-    """What follows a committed step outcome: revoke stragglers, end the run, action events."""
-    step = change.run.steps[index_]
-    log.info("run=%s step=%s %s (%s)", change.run.id, step.name, step.status.value, cause)
-    if step.status == StepStatus.timed_out and step.task_ids:
-        _revoke(step.task_ids)
-    if change.run.status.finished:
-        _after_finish(change.run)
-    _emit_action_event(change.run, step)
+def _after(run: Run, plan: _Plan, cause: str, version: str | None = None) -> None:
+    """What follows a committed transition: send the started step, revoke the tasks of a step
+    that timed out, end the run, emit the finished actions as events (in that order: the next
+    step should not wait for event triggers)."""
+    if plan.dispatch is not None:
+        _send(run, plan.dispatch)
+    for index_ in plan.completed:
+        step = run.steps[index_]
+        log.info(
+            "run=%s step=%s %s (%s)",
+            run.id,
+            step.name,
+            step.status.value,
+            cause if index_ == plan.completed[0] else "no subscriber",
+        )
+        if step.status == StepStatus.timed_out and step.task_ids:
+            _revoke(step.task_ids)
+    if run.status.finished:
+        _after_finish(run)
+    for index_ in plan.completed:
+        _emit_action_event(run, run.steps[index_], version)
 
 
 def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome], cause: str) -> runs.Change:
@@ -501,26 +558,17 @@ def _step_stats(workflow: str, step: StepRun) -> Any:
     return write
 
 
-def _finish(run_id: str) -> None:
-    """End a running run whose index is past its last step (healing an interrupted finish)."""
-
-    def decide(run: Run) -> runs.Change | None:
-        if run.status != RunStatus.running or run.current is not None:
-            return None
-        failed = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
-        done = run.model_copy(
-            update={
-                "status": RunStatus.failed if failed else RunStatus.succeeded,
-                "finished_at": iso(utcnow()),
-            }
-        )
-        return runs.Change(
-            run=done, extra=[_finish_writes(done)], events=[("run_finished", {"status": done.status.value})]
-        )
-
-    change = runs.transition(run_id, decide)
-    if change is not None:
-        _after_finish(change.run)
+def _finish_change(run: Run) -> runs.Change:
+    """End a running run whose index is past its last step."""
+    failed = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
+    done = run.model_copy(
+        update={
+            "status": RunStatus.failed if failed else RunStatus.succeeded,
+            "finished_at": run.finished_at or iso(utcnow()),
+            "reason": run.reason or (f"steps with errors: {', '.join(failed)}" if failed else None),
+        }
+    )
+    return runs.Change(run=done, extra=[_finish_writes(done)], events=[("run_finished", {"status": done.status.value})])
 
 
 def _after_finish(run: Run) -> None:
@@ -541,7 +589,7 @@ def _after_finish(run: Run) -> None:
     promote_queued(run.workflow)
 
 
-def _emit_action_event(run: Run, step: StepRun) -> None:
+def _emit_action_event(run: Run, step: StepRun, version: str | None = None) -> None:
     """An action is an event too: a workflow may start on ``post_collect``."""
     from resoto_tasks import events
 
@@ -550,6 +598,7 @@ def _emit_action_event(run: Run, step: StepRun) -> None:
         {"run_id": run.id, "workflow": run.workflow, "status": step.status.value},
         source_workflow=run.workflow,
         record=False,  # the transition already appended step_finished to the stream
+        version=version,
     )
 
 

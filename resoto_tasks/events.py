@@ -21,18 +21,24 @@ from resoto_tasks.timeutil import iso, utcnow
 log = logging.getLogger(__name__)
 
 
-def matching_workflows(name: str, data: dict[str, Any]) -> list[str]:
+def matching_workflows(name: str, data: dict[str, Any], version: str | None = None) -> list[str]:
+    """Workflows with an event trigger matching; ``version`` is the catalogue version if the
+    caller already read it (saves a round trip per finished step)."""
     from resoto_tasks.workflows import catalogue
 
     return [
         wf.name
-        for wf in catalogue.all().values()
+        for wf in catalogue.all(version).values()
         if any(isinstance(t, EventTrigger) and t.matches(name, data) for t in wf.triggers)
     ]
 
 
 def emit(
-    name: str, data: dict[str, Any] | None = None, source_workflow: str | None = None, record: bool = True
+    name: str,
+    data: dict[str, Any] | None = None,
+    source_workflow: str | None = None,
+    record: bool = True,
+    version: str | None = None,
 ) -> list[StartResult]:
     """Record the event (unless the caller already did) and start the workflows it triggers.
 
@@ -49,7 +55,7 @@ def emit(
             approximate=True,
         )
     results = []
-    for workflow in matching_workflows(name, payload):
+    for workflow in matching_workflows(name, payload, version):
         if workflow == source_workflow:
             continue
         trigger = TriggerInfo(kind=TriggerKind.event, details={"event": name, "data": payload})

@@ -164,7 +164,11 @@ def record_progress(message: ActionMessage, current: int, total: int | None, tex
 
 def outcomes_of(run_id: str, step_index: int, r: Any = None) -> dict[str, Outcome]:
     """Subscriber id -> answer for one step (the hash is small: a few entries per step)."""
-    raw: dict[str, str] = (r or client()).hgetall(keys.run_outcomes(run_id))
+    return parse_outcomes((r or client()).hgetall(keys.run_outcomes(run_id)), step_index)
+
+
+def parse_outcomes(raw: dict[str, str], step_index: int) -> dict[str, Outcome]:
+    """The answers of one step from the run's whole outcomes hash."""
     prefix = f"{step_index}/"
     return {
         name.removeprefix(prefix): Outcome.model_validate_json(value)

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 @app.task(name=engine.STEP_DONE_TASK, queue=WORKFLOW, ignore_result=True)
 def step_done(run_id: str, step_index: int, epoch: int) -> None:
     """The chord body: every blocking subscriber of the step answered."""
-    engine.advance(run_id, engine.finish_step(run_id, step_index, epoch, cause="callback"))
+    if engine.finish_step(run_id, step_index, epoch, cause="callback") is None:
+        engine.advance(run_id)  # a duplicate, or a race lost to the supervisor: heal if needed
 
 
 @app.task(name=engine.STEP_LOST_TASK, queue=WORKFLOW, ignore_result=True)
@@ -29,7 +30,8 @@ def step_lost(*args: Any) -> None:
     Celery passes the failed task's id first, then our immutable arguments.
     """
     run_id, step_index, epoch = args[-3], int(args[-2]), int(args[-1])
-    engine.advance(run_id, engine.finish_step(run_id, step_index, epoch, cause="lost"))
+    if engine.finish_step(run_id, step_index, epoch, cause="lost") is None:
+        engine.advance(run_id)
 
 
 @app.task(name="resoto.workflow.supervise", queue=WORKFLOW, ignore_result=True)

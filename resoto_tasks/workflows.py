@@ -201,15 +201,17 @@ class Catalogue:
         self._workflows: dict[str, Workflow] = {}
         self._problems: list[WorkflowFileError] = []
 
-    def _current_stamp(self) -> tuple[Any, ...]:
+    def _current_stamp(self, version: str | None = None) -> tuple[Any, ...]:
         settings = get_settings()
         files = _dir_files(settings.workflows_dir)
         mtimes = tuple((str(p), p.stat().st_mtime_ns) for p in files)
-        version = client().get(keys.workflows_version())
+        if version is None:
+            version = client().get(keys.workflows_version()) or "0"
         return (version, mtimes, tuple(sorted(settings.schedule_overrides.items())), os.getpid())
 
-    def refresh(self) -> None:
-        stamp = self._current_stamp()
+    def refresh(self, version: str | None = None) -> None:
+        """Reload if anything changed; ``version`` is the Redis version counter if already read."""
+        stamp = self._current_stamp(version)
         if stamp == self._stamp:
             return
         workflows = builtin_workflows()
@@ -225,8 +227,8 @@ class Catalogue:
                 problems.extend(exc.problems)
         self._workflows, self._problems, self._stamp = workflows, problems, stamp
 
-    def all(self) -> dict[str, Workflow]:
-        self.refresh()
+    def all(self, version: str | None = None) -> dict[str, Workflow]:
+        self.refresh(version)
         return dict(self._workflows)
 
     def problems(self) -> list[WorkflowFileError]:

@@ -146,7 +146,15 @@ def test_a_duplicated_step_callback_advances_the_run_once() -> None:
             t.join()
         run = runs.get(run_id)
         assert results.count(True) == 1
-        assert run.step_index == 2
+        # a's subscriber never answered (failed); post_a and pre_b passed through; b started once
+        assert run.step_index == 4
+        assert [s.status for s in run.steps[1:5]] == [
+            StepStatus.failed,
+            StepStatus.done,
+            StepStatus.done,
+            StepStatus.running,
+        ]
+        assert run.steps[4].epoch == 1
         assert engine.complete_step(run_id, 1, epoch, cause="callback") is False
         engine.cancel(run_id)
 
