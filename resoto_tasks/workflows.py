@@ -9,7 +9,6 @@ field and what is wrong.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from resoto_tasks.models import (
 )
 from resoto_tasks.redis_conn import client
 from resoto_tasks.settings import get_settings
+from resoto_tasks.validation import field_path
 
 # Resoto's default step timeout was 10 s per step; the real bound is the subscribers' timeouts
 # (max(step, subscribers)), so a short step timeout only matters for steps nobody answers.
@@ -93,26 +93,6 @@ def builtin_workflows() -> dict[str, Workflow]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _field_path(loc: Iterable[int | str], doc: Any) -> str:
-    """``steps[1].timeout`` from a pydantic location, with step names where known."""
-    parts: list[str] = []
-    node = doc
-    for item in loc:
-        if isinstance(item, int):
-            label = f"[{item}]"
-            if isinstance(node, list) and 0 <= item < len(node):
-                node = node[item]
-                if isinstance(node, dict) and isinstance(node.get("name"), str):
-                    label = f"[{item}:{node['name']}]"
-            parts.append(label)
-        else:
-            if item in ("cron", "interval", "event") and parts and parts[-1] == f".{item}":
-                continue
-            node = node.get(item) if isinstance(node, dict) else None
-            parts.append(f".{item}")
-    return "".join(parts).lstrip(".") or "(document)"
-
-
 def _problem(err: Any) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
@@ -144,7 +124,7 @@ def parse_workflow_text(text: str, source: str) -> WorkflowDefinition:
     try:
         return WorkflowDefinition.model_validate(doc)
     except ValidationError as exc:
-        problems = [WorkflowFileError(source, _field_path(e["loc"], doc), _problem(e)) for e in exc.errors()]
+        problems = [WorkflowFileError(source, field_path(e["loc"], doc), _problem(e)) for e in exc.errors()]
         raise WorkflowFileErrors(problems) from None
 
 

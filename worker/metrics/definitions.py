@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resoto_tasks.errors import ResotoError
 from resoto_tasks.store.resources import LABEL_PATTERN
+from resoto_tasks.validation import field_path
 from worker.metrics import names
 
 DEFAULTS_FILE: Final = Path(__file__).with_name("default_metrics.yaml")
@@ -252,24 +253,6 @@ class MetricsFileErrors(ResotoError):
         self.problems = problems
 
 
-def _field_path(loc: tuple[int | str, ...], doc: Any) -> str:
-    """``metrics[2:instance_cores].labels[1]`` from a pydantic location in ``doc``."""
-    parts: list[str] = []
-    node = doc
-    for item in loc:
-        if isinstance(item, int):
-            label = f"[{item}]"
-            if isinstance(node, list) and 0 <= item < len(node):
-                node = node[item]
-                if isinstance(node, dict) and isinstance(node.get("name"), str):
-                    label = f"[{item}:{node['name']}]"
-            parts.append(label)
-        else:
-            node = node.get(item) if isinstance(node, dict) else None
-            parts.append(f".{item}")
-    return "".join(parts).lstrip(".") or "(document)"
-
-
 def _problem(err: Any) -> tuple[tuple[int | str, ...], str]:
     """The location and one-line message of a pydantic error (cross-field problems re-homed)."""
     loc = tuple(err.get("loc", ()))
@@ -314,7 +297,7 @@ def parse_text(text: str, source: str) -> list[MetricDefinition]:
         problems = []
         for err in exc.errors():
             loc, problem = _problem(err)
-            problems.append(MetricsFileError(source, _field_path(loc, doc), problem))
+            problems.append(MetricsFileError(source, field_path(loc, doc), problem))
         raise MetricsFileErrors(problems) from None
     seen: dict[str, int] = {}
     duplicates = []
