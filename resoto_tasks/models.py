@@ -286,6 +286,8 @@ class StepRun(Frozen):
     nonblocking: list[str] = Field(default_factory=list)
     task_ids: list[str] = Field(default_factory=list)
     outcomes: dict[str, Outcome] = Field(default_factory=dict)
+    late_answers: dict[str, Outcome] = Field(default_factory=dict)
+    """Answers that came after the step timed out or lost them: recorded, not counted."""
     error: str | None = None
 
 

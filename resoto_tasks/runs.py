@@ -191,49 +191,52 @@ def set_abort(pipe: Any, run_id: str) -> None:
 
 
 def view(run_id: str) -> Run:
-    """The record with live answers and progress merged into unfinished steps, late answers marked.
+    """The record as people and scripts read it: live answers and progress merged into the
+    running step, answers that came after their step was decided kept apart as ``late_answers``
+    (recorded, and ignored by the outcome), and the cleanup ledger.
 
     Raises: UnknownRun.
     """
     run = get(run_id)
-    r = client()
-    pipe = r.pipeline(transaction=False)
+    pipe = client().pipeline(transaction=False)
     pipe.hgetall(keys.run_outcomes(run_id))
     pipe.hgetall(keys.run_progress(run_id))
     raw_outcomes, raw_progress = pipe.execute()
-    steps = list(run.steps)
-    for index_, step in enumerate(steps):
-        prefix = f"{index_}/"
-        merged = dict(step.outcomes)
-        for name, value in raw_outcomes.items():
-            if not name.startswith(prefix):
-                continue
-            sub = name.removeprefix(prefix)
-            outcome = Outcome.model_validate_json(value)
-            if sub in merged and merged[sub].status not in (OutcomeStatus.running,):
-                if merged[sub].finished_at != outcome.finished_at and step.status.finished:
-                    merged[f"{sub} (late)"] = outcome.model_copy(update={"late": True})
-                continue
-            late = (
-                step.status.finished
-                and step.finished_at is not None
-                and ((outcome.finished_at or "") > step.finished_at)
-            )
-            merged[sub] = outcome.model_copy(update={"late": late})
-        if step.status == StepStatus.running:
-            for sub in step.blocking + step.nonblocking:
-                if sub not in merged:
-                    merged[sub] = Outcome(
-                        subscriber_id=sub, status=OutcomeStatus.running, blocking=sub in step.blocking
-                    )
-        for name, value in raw_progress.items():
-            if name.startswith(prefix) and name.removeprefix(prefix) in merged:
-                sub = name.removeprefix(prefix)
-                merged[sub] = merged[sub].model_copy(update={"progress": Progress.model_validate_json(value)})
-        steps[index_] = step.model_copy(update={"outcomes": merged})
+    steps = [
+        _merge_live(step, parse_outcomes(raw_outcomes, i), _parse_progress(raw_progress, i))
+        for i, step in enumerate(run.steps)
+    ]
     from resoto_tasks import ledger
 
     return run.model_copy(update={"steps": steps, "ledger": ledger.summary(run_id)})
+
+
+def _parse_progress(raw: dict[str, str], step_index: int) -> dict[str, Progress]:
+    prefix = f"{step_index}/"
+    return {k.removeprefix(prefix): Progress.model_validate_json(v) for k, v in raw.items() if k.startswith(prefix)}
+
+
+def _merge_live(step: StepRun, answers: dict[str, Outcome], progress: dict[str, Progress]) -> StepRun:
+    if step.status == StepStatus.running:
+        outcomes = {
+            sub: answers.get(sub)
+            or Outcome(subscriber_id=sub, status=OutcomeStatus.running, blocking=sub in step.blocking)
+            for sub in step.blocking + step.nonblocking
+        }
+        late: dict[str, Outcome] = {}
+    else:
+        outcomes = dict(step.outcomes)
+        late = {}
+        for sub, answer in answers.items():
+            decided = outcomes.get(sub)
+            if decided is None:
+                outcomes[sub] = answer  # a non-blocking answer that came after the step ended
+            elif decided.status in (OutcomeStatus.timed_out, OutcomeStatus.lost) and answer != decided:
+                late[sub] = answer.model_copy(update={"late": True})
+    for sub, p in progress.items():
+        if sub in outcomes:
+            outcomes[sub] = outcomes[sub].model_copy(update={"progress": p})
+    return step.model_copy(update={"outcomes": outcomes, "late_answers": late})
 
 
 def has_errors(run: Run) -> bool:

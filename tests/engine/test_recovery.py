@@ -86,3 +86,34 @@ def test_a_step_past_its_deadline_times_out_at_the_tick() -> None:
         assert supervisor.tick(deadline + 1)["timed_out"] == 1
         run = wait_finished(run_id, 10)
     assert run.steps[1].status == StepStatus.timed_out
+
+
+def test_an_answer_after_the_step_timed_out_is_recorded_and_ignored() -> None:
+    name = unique("lateanswer")
+    add_workflow(name, [{"name": f"{name}_a", "timeout": 60}])
+    silent = sub(f"{name}_a", queue=unique("nowhere"), timeout=60)
+    with subscribed(silent):
+        run_id, _ = _running(name)
+        run = runs.get(run_id)
+        supervisor.tick((run.steps[1].deadline_ms or 0) + 1)
+        wait_finished(run_id, 10)
+        message = ActionMessage(
+            run_id=run_id,
+            workflow=name,
+            step_index=1,
+            step=run.steps[1].name,
+            action=run.steps[1].action,
+            subscriber_id=silent.subscriber_id,
+            blocking=True,
+            deadline_ms=run.steps[1].deadline_ms or 0,
+        )
+        runs.record_outcome(
+            message, Outcome(subscriber_id=silent.subscriber_id, status=OutcomeStatus.done, finished_at=iso(utcnow()))
+        )
+    shown = runs.view(run_id)
+    step = shown.steps[1]
+    assert step.status == StepStatus.timed_out
+    assert step.outcomes[silent.subscriber_id].status == OutcomeStatus.timed_out
+    assert step.late_answers[silent.subscriber_id].status == OutcomeStatus.done
+    assert step.late_answers[silent.subscriber_id].late
+    assert shown.status == RunStatus.failed
