@@ -103,7 +103,7 @@ def mark_expired(
     marked = protected = 0
     batch: list[ResourceRef] = []
     for entry in store.expired(now):
-        if entry.protected or store.is_protected(entry.ref):
+        if entry.protected:  # read with the expiry index, in the same batch
             protected += 1
             continue
         batch.append(entry.ref)
@@ -170,10 +170,15 @@ def _entry(mark: Mark, resource: Resource | None, decision: Decision, reason: st
 
 def decide(
     marks: list[Mark], store: ResourceStore, failed_accounts: set[tuple[str, str]]
-) -> tuple[dict[str, tuple[Mark, Resource]], list[Entry]]:
-    """Split marks into what may be deleted (by key) and what is skipped (with the reason)."""
+) -> tuple[dict[str, tuple[Mark, Resource]], list[Entry], set[str]]:
+    """Split marks into what may be deleted (by key) and what is skipped (with the reason).
+
+    Also returns the keys that a kept (protected) marked resource depends on: deleting those
+    would pull the ground from under a resource that stays.
+    """
     deletable: dict[str, tuple[Mark, Resource]] = {}
     skipped: list[Entry] = []
+    kept_needs: set[str] = set()
     by_account: dict[tuple[str, str], list[Mark]] = defaultdict(list)
     for mark in marks:
         by_account[(mark.provider, mark.account)].append(mark)
@@ -183,13 +188,14 @@ def decide(
             if resource is None:
                 skipped.append(_entry(mark, None, Decision.skipped, "gone"))
                 store.unmark(mark.ref)
-            elif resource.protected or store.is_protected(mark.ref):
+            elif resource.protected:  # the store's protected index is built from this flag
                 skipped.append(_entry(mark, resource, Decision.skipped, "protected"))
+                kept_needs.update(f"{provider}/{account}/{d}" for d in resource.depends_on)
             elif (provider, account) in failed_accounts:
                 skipped.append(_entry(mark, resource, Decision.skipped, "failed collect"))
             else:
                 deletable[f"{provider}/{account}/{mark.id}"] = (mark, resource)
-    return deletable, skipped
+    return deletable, skipped, kept_needs
 
 
 def check_caps(deletable: dict[str, tuple[Mark, Resource]], store: ResourceStore, limits: Limits) -> str | None:
@@ -275,7 +281,7 @@ def run_cleanup(
         DeletionsFailed: some deletions failed at the provider (the rest went ahead).
     """
     marks = list(store.marks())
-    deletable, skipped = decide(marks, store, failed_accounts)
+    deletable, skipped, kept_needs = decide(marks, store, failed_accounts)
     planned = [_entry(m, r, Decision.planned) for m, r in deletable.values()]
     ledger.record(run_id, skipped + planned)
     refusal = check_caps(deletable, store, limits)
@@ -291,7 +297,7 @@ def run_cleanup(
     order, cycle = waves(deletable)
     deleted: list[Entry] = []
     failed: list[Entry] = []
-    blocked: set[str] = set()  # keys whose marked dependent could not be deleted
+    blocked: set[str] = set(kept_needs)  # keys whose dependent stays (kept, skipped or failed)
     lock = threading.Lock()
 
     def delete_one(k: str) -> Entry:

@@ -168,3 +168,56 @@ def test_waves_put_dependents_first_and_leave_cycles_alone() -> None:
     assert position["p/a/instance"] < position["p/a/volume"]
     assert position["p/a/lonely"] == 0
     assert cycle == ["p/a/c1", "p/a/c2"]
+
+
+def test_what_a_kept_protected_resource_depends_on_is_not_deleted(prop_redis: redis.Redis) -> None:
+    from resoto_tasks import ledger
+    from resoto_tasks.store import ResourceStore
+    from resoto_tasks.store.resources import Resource, ResourceRef
+    from worker.cleanup import Limits, run_cleanup
+    from worker.providers.base import Provider
+
+    prop_redis.flushdb()
+    store = ResourceStore(prop_redis)
+    account, run_id = f"acct-{uuid.uuid4().hex[:8]}", f"kept-{uuid.uuid4().hex}"
+    layout = {"vpc": [], "subnet": ["vpc"], "volume": [], "instance": ["subnet", "volume"], "other": []}
+    resources = [
+        Resource(
+            id=rid,
+            kind=rid,
+            name=rid,
+            account=account,
+            region="r",
+            provider="prop",
+            ctime=NOW,
+            tags={},
+            depends_on=deps,
+            protected=rid == "instance",
+        )
+        for rid, deps in layout.items()
+    ]
+    with store.snapshot_writer("prop", account, run_id) as writer:
+        writer.add_many(resources)
+        writer.commit()
+    store.mark_many([ResourceRef(provider="prop", account=account, id=rid) for rid in layout], "hook", run_id)
+
+    class Cloud(Provider):
+        name = "prop"
+        deleted: set[str] = set()
+
+        def accounts(self) -> list[str]:
+            return [account]
+
+        def collect(self, account: str) -> Iterator[Resource]:
+            return iter(resources)
+
+        def delete(self, resource: Resource) -> None:
+            self.deleted.add(resource.id)
+
+    cloud = Cloud()
+    cloud.deleted = set()
+    run_cleanup(store, run_id, Limits(False, None, None, 2), set(), lambda _: cloud)
+    assert cloud.deleted == {"other"}
+    reasons = {e.id: e.reason for e in ledger.entries(run_id)}
+    assert reasons["instance"] == "protected"
+    assert reasons["subnet"] == reasons["volume"] == reasons["vpc"] == "dependent not deleted"
