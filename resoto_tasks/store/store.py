@@ -287,30 +287,40 @@ class ResourceStore:
 
     def account_stats(self, provider: str, account: str, now: datetime | None = None) -> AccountStats:
         """Counts of one account for metrics: read from small hashes and O(1) lengths only."""
-        live = keys.live(provider, account)
-        pipe = self._r.pipeline(transaction=False)
-        pipe.hlen(live.data)
-        pipe.scard(live.protected)
-        pipe.hlen(keys.marks(provider, account))
-        pipe.zcount(live.expiry, "-inf", _before(_moment(now)))
-        pipe.hgetall(live.counts)  # kinds x regions x attrs fields: small by construction
-        total, protected, marked, expired, fields = pipe.execute()
-        groups, malformed = parse_fields(fields)
-        return AccountStats(
-            provider=provider,
-            account=account,
-            total=total,
-            protected=protected,
-            malformed=malformed,
-            marked=marked,
-            expired=expired,
-            groups=groups,
-        )
+        return self._stats([(provider, account)], _moment(now))[0]
 
     def all_stats(self, now: datetime | None = None) -> list[AccountStats]:
-        """:meth:`account_stats` of every account, at one ``now``."""
-        moment = _moment(now)
-        return [self.account_stats(p, a, moment) for p, a in self.accounts()]
+        """:meth:`account_stats` of every account, at one ``now``, in one round trip."""
+        return self._stats(self.accounts(), _moment(now))
+
+    def _stats(self, accounts: list[tuple[str, str]], moment: datetime) -> list[AccountStats]:
+        before = _before(moment)
+        pipe = self._r.pipeline(transaction=False)
+        for provider, account in accounts:
+            live = keys.live(provider, account)
+            pipe.hlen(live.data)
+            pipe.scard(live.protected)
+            pipe.hlen(keys.marks(provider, account))
+            pipe.zcount(live.expiry, "-inf", before)
+            pipe.hgetall(live.counts)  # kinds x regions x attrs fields: small by construction
+        replies = pipe.execute() if accounts else []
+        found = []
+        for i, (provider, account) in enumerate(accounts):
+            total, protected, marked, expired, fields = replies[5 * i : 5 * i + 5]
+            groups, malformed = parse_fields(fields)
+            found.append(
+                AccountStats(
+                    provider=provider,
+                    account=account,
+                    total=total,
+                    protected=protected,
+                    malformed=malformed,
+                    marked=marked,
+                    expired=expired,
+                    groups=groups,
+                )
+            )
+        return found
 
     def counts(self, now: datetime | None = None) -> StoreCounts:
         """Totals over every account (``resoto-tasks resources count``)."""
