@@ -1,9 +1,9 @@
 """Planning: what cleanup_plan does (find expired, unprotected resources and mark them) at two sizes.
 
 Resources are written through ``SnapshotWriter`` (4 accounts; 1 % with an expiry in the past,
-about 3 % with one in the future, the rest without). Planning is timed as the planner's store
-calls: ``ResourceStore.expired(now, include_protected=False)`` then ``mark_many`` of what it
-found; the marks are dropped between repetitions. The floor is a plain ``ZRANGEBYSCORE`` of each
+about 3 % with one in the future, the rest without). Planning is timed as the ``cleanup_plan``
+action runs it, in process: ``worker.cleanup.mark_expired`` (expired index, protected flags,
+marks in batches); the marks are dropped between repetitions. The floor is a plain ``ZRANGEBYSCORE`` of each
 account's expiry index (the same ids, no marking).
 
 Cost should grow with the expired count, not the inventory: besides 100,000 and 1,000,000 at
@@ -23,8 +23,6 @@ NAME = "planning"
 ACCOUNTS = 4
 EXPIRED_EVERY = 100
 REPEAT = 5
-# worker/cleanup.py (the cleanup_plan action) was not committed when this was written; these
-# are the store calls a planner makes, the same as ``worker.expiry`` + ``ResourceStore`` offer.
 
 
 def _load(total: int, expired_every: int, now: Any) -> None:
@@ -40,11 +38,11 @@ def _load(total: int, expired_every: int, now: Any) -> None:
 
 def _plan(now: Any) -> tuple[float, int]:
     from resoto_tasks.store import ResourceStore
+    from worker.cleanup import mark_expired
 
     store = ResourceStore()
     t0 = time.perf_counter()
-    refs = [e.ref for e in store.expired(now, include_protected=False)]
-    marked = store.mark_many(refs, reason="expired", run_id="bench-planning", at=now)
+    marked = mark_expired(store, "bench-planning", now)["marked"]
     return (time.perf_counter() - t0) * 1000, marked
 
 
