@@ -1,0 +1,198 @@
+"""Bad input: malformed workflow and metric definition files, and hostile resource tags.
+
+Every file of ``corpus/`` starts with one ``# expect: FIELD | PROBLEM`` line per problem it must be
+rejected for; the commands must print exactly those lines (``error: FILE: FIELD: ...PROBLEM...``),
+exit 2, and change nothing in Redis. Files named ``xfail_*`` are malformed too but accepted (or
+garbled) today: they are checked one by one under ``xfail(strict=True)`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from resoto_tasks import keys
+from tests.faults.support import FaultStack, database
+
+pytestmark = pytest.mark.faults
+
+CORPUS = Path(__file__).parent / "corpus"
+WORKFLOW_FILES = sorted(p for p in (CORPUS / "workflows").glob("*.yaml") if not p.name.startswith("xfail_"))
+METRIC_FILES = sorted((CORPUS / "metrics").glob("*.yaml"))
+NOT_REJECTED = {
+    "xfail_step_timeout_nan.yaml": "timeutil.parse_interval_s accepts NaN (NaN <= 0 is False): validate and add "
+    "accept the file, then every catalogue refresh raises a pydantic ValidationError (Step.timeout gt=0), so "
+    "workflows list/show and run of any workflow crash with a traceback until the workflow is removed",
+    "xfail_step_timeout_infinite.yaml": "timeutil.parse_interval_s accepts inf: the run record is written with a "
+    "timeout JSON cannot hold and can no longer be read: run crashes, runs list crashes for the whole history, "
+    "and the supervisor logs an exception for that run every tick (it never ends)",
+    "xfail_interval_nan.yaml": "timeutil.parse_interval_s accepts NaN for interval triggers too",
+    "xfail_duplicate_key.yaml": "yaml.safe_load keeps the last of two equal keys: the first name is ignored silently",
+    "xfail_step_timeout_boolean.yaml": "pydantic turns `timeout: true` into 1.0 before parse_interval_s can "
+    "refuse a bool",
+    "xfail_step_name_closing_markup.yaml": "cli/workflows_cmd.py validate prints problems as rich markup unescaped: "
+    "a '[/bold]' in a step name raises rich.errors.MarkupError (traceback, exit 1)",
+    "xfail_step_name_style_markup.yaml": "cli/workflows_cmd.py validate prints problems as rich markup unescaped: "
+    "'[bold red]' in a step name is swallowed as a style, so the message names the wrong field",
+}
+XFAIL_FILES = sorted((CORPUS / "workflows").glob("xfail_*.yaml"))
+
+
+def expectations(path: Path) -> list[tuple[str, str]]:
+    """The ``# expect: FIELD | PROBLEM`` header lines of a corpus file."""
+    found = []
+    for line in path.read_bytes().decode("latin-1").splitlines():
+        if not line.startswith("# expect: "):
+            break
+        field, _, problem = line.removeprefix("# expect: ").partition(" | ")
+        found.append((field, problem))
+    assert found, f"{path.name} has no '# expect:' header"
+    return found
+
+
+def check_problem_lines(path: Path, lines: list[str]) -> None:
+    """``lines`` are exactly the expected problems of ``path``, in order, each naming file and field."""
+    expected = expectations(path)
+    assert len(lines) == len(expected), (path.name, lines)
+    for line, (field, problem) in zip(lines, expected, strict=True):
+        assert line.startswith(f"error: {path}: {field}: "), (path.name, line)
+        assert problem in line, (path.name, line)
+
+
+def run_all(stack: FaultStack, commands: list[tuple[str, ...]]) -> list[Any]:
+    """The real ``resoto-tasks`` commands, four at a time."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda args: stack.cli(*args), commands))
+
+
+def in_process(*args: str) -> Any:
+    """The same command run in this process (typer's runner): no interpreter start per file.
+
+    It talks to the session's Redis (this process's settings); the real command is run on a
+    sample of the corpus beside it.
+    """
+    from typer.testing import CliRunner
+
+    from resoto_tasks.cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+# A sample of the corpus that also goes through the real command: one per kind of failure path.
+REAL_WORKFLOW_SAMPLE = (
+    "three_problems_at_once",
+    "not_yaml_unclosed_bracket",
+    "not_utf8",
+    "python_object_tag",
+    "alias_bomb_in_an_unknown_key",
+)
+REAL_METRICS_SAMPLE = ("four_problems_at_once", "not_yaml", "unknown_definition_key", "scale_nan")
+
+
+def test_the_corpus_is_big_enough() -> None:
+    assert len(WORKFLOW_FILES) + len(XFAIL_FILES) >= 30
+    assert len(METRIC_FILES) >= 10
+    assert {p.name for p in XFAIL_FILES} == set(NOT_REJECTED)
+
+
+def test_workflows_validate_rejects_every_malformed_file_with_one_line_per_problem(fault_stack: FaultStack) -> None:
+    paths = [str(p) for p in WORKFLOW_FILES]
+    as_json = fault_stack.cli("workflows", "validate", "--json", *paths)
+    assert as_json.returncode == 2, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["valid"] == []
+    assert {p["path"] for p in report["problems"]} == set(paths)
+    human = fault_stack.cli("workflows", "validate", *paths)
+    assert human.returncode == 2
+    assert human.stdout == ""
+    lines = human.stderr.splitlines()
+    assert len(lines) == sum(len(expectations(p)) for p in WORKFLOW_FILES)
+    for path in WORKFLOW_FILES:
+        check_problem_lines(path, [line for line in lines if line.startswith(f"error: {path}: ")])
+
+
+def test_workflows_add_rejects_every_malformed_file_and_changes_nothing(
+    fault_stack: FaultStack, r: redis.Redis
+) -> None:
+    builtin_named = CORPUS / "workflows" / "name_of_a_builtin_for_validate.yaml"
+    files = [p for p in WORKFLOW_FILES if p != builtin_named]
+    stored = [keys.workflows(), keys.workflows_version()]
+    before = database(r, stored)
+    for path in files:
+        done = in_process("workflows", "add", str(path))
+        assert done.exit_code == 2, (path.name, done.stdout, done.stderr, done.exception)
+        assert done.stdout == "", path.name
+        check_problem_lines(path, done.stderr.splitlines())
+    assert database(r, stored) == before
+
+    stack = fault_stack
+    stack.add_workflow("already_there", [{"name": "tick"}])
+    before = database(stack.r)
+    sample = [p for p in files if p.stem in REAL_WORKFLOW_SAMPLE]
+    assert len(sample) == len(REAL_WORKFLOW_SAMPLE)
+    for path, proc in zip(sample, run_all(stack, [("workflows", "add", str(p)) for p in sample]), strict=True):
+        assert proc.returncode == 2, (path.name, proc.stderr)
+        assert proc.stdout == "", path.name
+        check_problem_lines(path, proc.stderr.splitlines())
+    assert database(stack.r) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="workflows.add raises BuiltinWorkflowError(name): the one line says the name is a built-in but names "
+    "neither the file nor the field (validate says 'FILE: name: ... already defined (built-in)')",
+)
+def test_workflows_add_of_a_file_named_like_a_builtin_names_the_file_and_the_field(fault_stack: FaultStack) -> None:
+    path = CORPUS / "workflows" / "name_of_a_builtin_for_validate.yaml"
+    before = database(fault_stack.r)
+    proc = fault_stack.cli("workflows", "add", str(path))
+    assert proc.returncode == 2
+    assert database(fault_stack.r) == before
+    assert proc.stderr.startswith(f"error: {path}: name: "), proc.stderr
+
+
+@pytest.mark.parametrize("path", XFAIL_FILES, ids=lambda p: p.stem)
+def test_malformed_files_accepted_or_garbled_today(path: Path, request: Any) -> None:
+    request.applymarker(pytest.mark.xfail(strict=True, reason=NOT_REJECTED[path.name]))
+    done = in_process("workflows", "validate", str(path))
+    assert done.exit_code == 2, (done.stdout, done.exception)
+    check_problem_lines(path, done.stderr.splitlines())
+
+
+def test_metrics_validate_rejects_every_malformed_definitions_file_and_touches_no_redis(
+    fault_stack: FaultStack,
+) -> None:
+    for path in METRIC_FILES:
+        done = in_process("metrics", "validate", str(path))
+        assert done.exit_code == 2, (path.name, done.stdout, done.exception)
+        assert done.stdout == "", path.name
+        check_problem_lines(path, done.stderr.splitlines())
+    stack = fault_stack
+    stack.add_workflow("already_there", [{"name": "tick"}])
+    before = database(stack.r)
+    sample = [p for p in METRIC_FILES if p.stem in REAL_METRICS_SAMPLE]
+    assert len(sample) == len(REAL_METRICS_SAMPLE)
+    for path, proc in zip(sample, run_all(stack, [("metrics", "validate", str(p)) for p in sample]), strict=True):
+        assert proc.returncode == 2, (path.name, proc.stdout, proc.stderr)
+        assert proc.stdout == "", path.name
+        check_problem_lines(path, proc.stderr.splitlines())
+    assert database(stack.r) == before
+
+
+def test_a_good_file_passes_the_same_commands(fault_stack: FaultStack, tmp_path: Path) -> None:
+    """The control: the checks above reject the corpus, not everything."""
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"name": "good_one", "steps": [{"name": "tick", "timeout": "30s"}]}))
+    metrics = tmp_path / "metrics.yaml"
+    metrics.write_text(yaml.safe_dump({"metrics": [{"name": "volumes", "help": "Volumes", "kinds": ["volume"]}]}))
+    done = run_all(
+        fault_stack,
+        [("workflows", "validate", str(good)), ("workflows", "add", str(good)), ("metrics", "validate", str(metrics))],
+    )
+    assert [p.returncode for p in done] == [0, 0, 0], [p.stderr for p in done]
