@@ -70,11 +70,11 @@ class CronTrigger(Frozen):
 class IntervalTrigger(Frozen):
     interval: str | float
 
-    @field_validator("interval")
+    @field_validator("interval", mode="before")
     @classmethod
-    def _valid_interval(cls, value: str | float) -> str | float:
+    def _valid_interval(cls, value: Any) -> str | float:
         parse_interval_s(value)
-        return value
+        return value  # type: ignore[no-any-return]  # checked just above
 
     @property
     def interval_s(self) -> float:
@@ -132,10 +132,10 @@ class StepDefinition(Frozen):
     timeout: float | str = 300.0
     on_error: OnError = OnError.continue_
 
-    @field_validator("timeout")
+    @field_validator("timeout", mode="before")
     @classmethod
-    def _valid_timeout(cls, value: float | str) -> float:
-        return parse_interval_s(value)
+    def _valid_timeout(cls, value: Any) -> float:
+        return parse_interval_s(value)  # before pydantic coerces: `timeout: true` is not 1 s
 
     def expand(self) -> list[Step]:
         action = self.action or self.name

@@ -14,6 +14,7 @@ its step timed out is kept (marked late when shown) without changing the outcome
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from resoto_tasks.models import (
 from resoto_tasks.redis_conn import client
 from resoto_tasks.settings import get_settings
 from resoto_tasks.timeutil import iso, now_ms, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def new_run_id() -> str:
@@ -258,10 +261,14 @@ def list_runs(workflow: str | None = None, limit: int = 20, errors_only: bool = 
             break
         start += batch
         raws = r.mget([keys.run(i) for i in ids])
-        for raw in raws:
+        for run_id, raw in zip(ids, raws, strict=True):
             if raw is None:
                 continue
-            run = Run.model_validate_json(raw)
+            try:
+                run = Run.model_validate_json(raw)
+            except ValueError:  # a record this version cannot read must not hide the others
+                log.warning("run=%s record cannot be read; left out of the listing", run_id)
+                continue
             if errors_only and not has_errors(run):
                 continue
             found.append(run)

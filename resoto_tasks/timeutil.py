@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
+MAX_INTERVAL_S = 10 * 365 * 86400.0
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
@@ -39,9 +41,11 @@ def parse_interval_s(text: str | int | float | timedelta) -> float:
     Raises:
         ValueError: the text is not such an interval, or it is not positive.
     """
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not an interval such as 30s, 5m, 1h, 2d")
     if isinstance(text, timedelta):
         seconds = text.total_seconds()
-    elif isinstance(text, int | float) and not isinstance(text, bool):
+    elif isinstance(text, int | float):
         seconds = float(text)
     elif isinstance(text, str):
         match = _DURATION.match(text)
@@ -50,6 +54,8 @@ def parse_interval_s(text: str | int | float | timedelta) -> float:
         seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
     else:
         raise ValueError(f"{text!r} is not an interval such as 30s, 5m, 1h, 2d")
-    if seconds <= 0:
-        raise ValueError(f"interval {text!r} must be positive")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"interval {text!r} must be a positive, finite number of seconds")
+    if seconds > MAX_INTERVAL_S:
+        raise ValueError(f"interval {text!r} is longer than 10 years")
     return seconds

@@ -34,7 +34,7 @@ from resoto_tasks.models import (
 )
 from resoto_tasks.redis_conn import client
 from resoto_tasks.settings import get_settings
-from resoto_tasks.validation import field_path
+from resoto_tasks.validation import field_path, load_yaml
 
 # Resoto's default step timeout was 10 s per step; the real bound is the subscribers' timeouts
 # (max(step, subscribers)), so a short step timeout only matters for steps nobody answers.
@@ -110,7 +110,7 @@ def parse_workflow_text(text: str, source: str) -> WorkflowDefinition:
         WorkflowFileErrors: one entry per problem, each naming the source, the field and the problem.
     """
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
@@ -197,14 +197,16 @@ class Catalogue:
         workflows = builtin_workflows()
         definitions, problems = validate_files(_dir_files(get_settings().workflows_dir))
         for d in definitions:
-            workflows[d.name] = d.build()
+            workflows[d.name] = d.build()  # validated definitions always build
         for name, text in sorted(client().hgetall(keys.workflows()).items()):
             if name in workflows:
                 continue
             try:
                 workflows[name] = parse_workflow_text(text, f"redis:{name}").build()
-            except WorkflowFileErrors as exc:
+            except WorkflowFileErrors as exc:  # stored by an older version's rules: skipped, reported
                 problems.extend(exc.problems)
+            except ValidationError as exc:
+                problems.append(WorkflowFileError(f"redis:{name}", "(document)", str(exc).splitlines()[0]))
         self._workflows, self._problems, self._stamp = workflows, problems, stamp
 
     def all(self, version: str | None = None) -> dict[str, Workflow]:
@@ -231,11 +233,12 @@ def add(path: Path) -> WorkflowDefinition:
 
     Raises:
         WorkflowFileErrors: the file is invalid.
-        BuiltinWorkflowError: it would replace a built-in workflow.
+        WorkflowFileErrors: also when it would replace a built-in workflow (naming the file and field).
     """
     definition = load_file(path)
     if definition.name in builtin_workflows():
-        raise BuiltinWorkflowError(definition.name)
+        problem = f"{definition.name!r} is a built-in workflow and cannot be replaced; choose another name"
+        raise WorkflowFileErrors([WorkflowFileError(path, "name", problem)])
     file_names = {load_file(p).name for p in _dir_files(get_settings().workflows_dir)}
     if definition.name in file_names:
         raise WorkflowFileErrors(

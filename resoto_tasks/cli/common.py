@@ -11,6 +11,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from resoto_tasks.errors import (
     BuiltinWorkflowError,
@@ -39,7 +40,7 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -56,7 +57,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except WorkflowFileErrors as exc:
             for problem in exc.problems:
-                err_console.print(f"[bold red]error:[/] {problem}", soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(str(problem))}", soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except (UnknownWorkflow, UnknownRun, BuiltinWorkflowError) as exc:
             fail(str(exc), EXIT_USAGE)

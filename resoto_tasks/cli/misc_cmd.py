@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from resoto_tasks import events, subscribers
@@ -30,7 +31,7 @@ def list_subscribers(json_: JsonOpt = False) -> None:
     for s in found:
         table.add_row(
             s.action,
-            s.subscriber_id,
+            escape(s.subscriber_id),
             s.task,
             s.queue,
             f"{s.timeout:g}s",
@@ -61,9 +62,9 @@ def emit(
         print_json([r.model_dump(mode="json") for r in results])
         return
     if not results:
-        console.print(f"emitted {name}; no workflow is triggered by it")
+        console.print(f"emitted {escape(name)}; no workflow is triggered by it")
     for r in results:
-        console.print(f"{r.workflow}: {r.status.value} {r.run_id or ''} {r.message}".rstrip())
+        console.print(escape(f"{r.workflow}: {r.status.value} {r.run_id or ''} {r.message}".rstrip()))
 
 
 @events_app.command("list")
@@ -78,4 +79,6 @@ def list_events(
         print_json(found)
         return
     for e in found:
-        console.print(f"{e.get('at', '')}  {e.get('kind', ''):<14} {e.get('name', '')} {json.dumps(e.get('data'))}")
+        console.print(
+            escape(f"{e.get('at', '')}  {e.get('kind', ''):<14} {e.get('name', '')} {json.dumps(e.get('data'))}")
+        )

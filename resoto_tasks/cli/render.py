@@ -116,7 +116,7 @@ def run_timeline(run: Run) -> RenderableType:
             (step.started_at or "")[11:23],
             fmt_duration(duration_s(step.started_at, step.finished_at)),
             subs,
-            detail[:120],
+            Text(detail[:120]),  # error text is not markup
         )
     parts: list[RenderableType] = [title, table]
     if run.reason:

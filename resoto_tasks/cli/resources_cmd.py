@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from resoto_tasks.cli.common import console, handle_errors, print_json
@@ -30,7 +31,7 @@ def count(json_: JsonOpt = False) -> None:
     for title, values in (("kind", counts.by_kind), ("account", counts.by_account)):
         table = Table(title, "resources", box=None)
         for name, n in sorted(values.items()):
-            table.add_row(name, str(n))
+            table.add_row(escape(name), str(n))
         console.print(table)
 
 
@@ -61,7 +62,7 @@ def list_(
             f"{r.provider}/{r.account}",
             r.kind,
             r.id,
-            r.name,
+            escape(r.name),
             r.region,
             v.expires_at.isoformat() if v.expires_at else "",
             v.mark.reason if v.mark else "",

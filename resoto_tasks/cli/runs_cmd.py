@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 
 from resoto_tasks import engine, runs
 from resoto_tasks.cli.common import (
@@ -72,7 +73,7 @@ def _run(name: str, wait: bool, timeout: float | None, json_: bool) -> None:
         if json_:
             print_json(result.model_dump(mode="json"))
         else:
-            err_console.print(f"not started: {result.message}")
+            err_console.print(f"not started: {escape(result.message)}")
         raise typer.Exit(EXIT_NOT_STARTED)
     assert result.run_id is not None
     if not wait:
@@ -81,7 +82,7 @@ def _run(name: str, wait: bool, timeout: float | None, json_: bool) -> None:
         else:
             console.print(result.run_id)
             if result.status == StartStatus.queued:
-                err_console.print(result.message)
+                err_console.print(escape(result.message))
         return
     if not json_:
         console.print(

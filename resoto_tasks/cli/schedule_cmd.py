@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from resoto_tasks.cli.common import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
@@ -68,7 +69,7 @@ def pause(
         control.pause(name, note)
     except control.NoTimeTrigger as exc:
         fail(str(exc), EXIT_USAGE)
-    console.print(f"paused the schedule of [bold]{name}[/]")
+    console.print(f"paused the schedule of [bold]{escape(name)}[/]")
 
 
 @app.command()
@@ -78,6 +79,6 @@ def resume(name: str) -> None:
     from beat import control
 
     if control.resume(name):
-        console.print(f"resumed the schedule of [bold]{name}[/]")
+        console.print(f"resumed the schedule of [bold]{escape(name)}[/]")
     else:
         err_console.print(f"the schedule of {name} was not paused")

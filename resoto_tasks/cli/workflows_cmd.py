@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from resoto_tasks import workflows
 from resoto_tasks.cli.common import EXIT_USAGE, console, err_console, handle_errors, print_json
@@ -26,7 +27,7 @@ def list_(json_: JsonOpt = False) -> None:
         return
     console.print(workflows_table(list(found.values())))
     for problem in workflows.catalogue.problems():
-        err_console.print(f"[yellow]warning:[/] ignored: {problem}")
+        err_console.print(f"[yellow]warning:[/] ignored: {escape(str(problem))}")
 
 
 @app.command()
@@ -59,9 +60,9 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Workflow YAML fil
         )
     else:
         for d in found:
-            console.print(f"[green]ok[/] {d.name}")
+            console.print(f"[green]ok[/] {escape(d.name)}")
         for p in problems:
-            err_console.print(f"[bold red]error:[/] {p}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(p))}", soft_wrap=True)
     if problems:
         raise typer.Exit(EXIT_USAGE)
 
@@ -71,7 +72,7 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Workflow YAML fil
 def add(path: Path) -> None:
     """Store a workflow (validated); its schedule follows within one beat tick."""
     definition = workflows.add(path)
-    console.print(f"added workflow [bold]{definition.name}[/]")
+    console.print(f"added workflow [bold]{escape(definition.name)}[/]")
 
 
 @app.command()
@@ -79,4 +80,4 @@ def add(path: Path) -> None:
 def remove(name: str) -> None:
     """Remove a workflow added at runtime (built-ins cannot be removed)."""
     workflows.remove(name)
-    console.print(f"removed workflow [bold]{name}[/]")
+    console.print(f"removed workflow [bold]{escape(name)}[/]")
