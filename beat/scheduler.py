@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import redis
 from celery.utils.log import get_logger
 from redbeat import RedBeatScheduler
 
@@ -33,6 +34,7 @@ from beat.entries import EntrySpec, EntryStore, StoredEntry, is_managed
 from beat.slots import Decision, decide
 from beat.sync import desired_entries, reconcile
 from resoto_tasks.models import Workflow
+from resoto_tasks.redis_conn import describe, mask_url
 from resoto_tasks.routing import WORKFLOW
 from resoto_tasks.settings import get_settings
 from resoto_tasks.timeutil import iso, utcnow
@@ -85,12 +87,39 @@ class ResotoScheduler(RedBeatScheduler):  # type: ignore[misc]
         super().setup_schedule()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        """Extend the lock (raises when another beat owns it: this one must stop), then step."""
-        if self.lock_key:
-            if self.lock is None:
-                raise RuntimeError("beat: the schedule lock was never acquired (see the error above)")
+        """Hold the lock, then step; ride out a Redis outage instead of exiting.
+
+        Celery's beat service does not catch errors from ``tick``: a connection error here would
+        end the process and with it every schedule. While Redis is away the beat logs one line
+        and retries; when it returns, the beat re-takes the lock if it lapsed, or stands by if
+        another beat took it meanwhile.
+        """
+        retry_s = float(min(self.max_interval, 5))
+        try:
+            if self.lock_key and not self._hold_lock():
+                return float(self.max_interval)
+            return self.step(utcnow())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning(
+                "beat: Redis at %s unreachable (%s); retrying in %.0fs",
+                mask_url(str(self.app.conf.redbeat_redis_url)), describe(exc), retry_s,
+            )  # fmt: skip
+            return retry_s
+
+    def _hold_lock(self) -> bool:
+        """True while this beat holds the schedule lock (extending it); False when standing by."""
+        if self.lock is None:
+            raise RuntimeError("beat: the schedule lock was never acquired (see the error above)")
+        try:
             self.lock.extend(int(self.lock_timeout))
-        return self.step(utcnow())
+            return True
+        except redis.exceptions.LockError:
+            # the lock lapsed (Redis was away longer than the lock timeout, or restarted empty)
+            if self.lock.acquire(blocking=False):
+                log.warning("beat: the schedule lock had lapsed; this beat holds it again")
+                return True
+            log.info("beat: another beat holds the schedule lock; standing by")
+            return False
 
     def step(self, now: datetime) -> float:
         """One pass at ``now``: sync the entries if needed, fire what is due; seconds to sleep."""

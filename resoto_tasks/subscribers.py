@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -96,6 +97,12 @@ class ActionContext:
         if now - self._last_progress_ms < 200 and (total is None or current < total):
             return
         self._last_progress_ms = now
+        try:
+            self._report(current, total, message)
+        except (redis.RedisError, OSError) as exc:  # progress is best effort: never fail the work for it
+            log.debug("run=%s step=%s progress not recorded: %s", self.run_id, self.step, exc)
+
+    def _report(self, current: int, total: int | None, message: str | None) -> None:
         runs.record_progress(self.message, current, total, message)
         if self.task is not None and self.task.request.id:
             self.task.update_state(
@@ -133,6 +140,10 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
     status, error, result = OutcomeStatus.done, None, None
     t0 = time.monotonic()
     try:
+        if now_ms() > message.deadline_ms:
+            # Redelivered (or queued) past its step's deadline: the step was decided without it.
+            # Running it now could act on a later state (a cleanup deleting newer marks).
+            raise Aborted("the task arrived after its step's deadline; not run")
         if runs.is_aborted(message.run_id):
             raise Aborted(f"run {message.run_id} was cancelled before the task started")
         result, error = _json_safe(fn(ctx))
@@ -160,7 +171,7 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
         finished_at=iso(utcnow()),
         blocking=message.blocking,
     )
-    runs.record_outcome(message, outcome)
+    _record_with_retry(message, outcome)
     log.info(
         "run=%s step=%s subscriber=%s %s in %.3fs",
         message.run_id,
@@ -170,6 +181,32 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
         time.monotonic() - t0,
     )
     return {"subscriber_id": message.subscriber_id, "status": status.value}
+
+
+RECORD_RETRY_S = 60.0
+
+
+def _record_with_retry(message: ActionMessage, outcome: Outcome) -> None:
+    """Record the answer, riding out a short Redis outage (finished work must not read as lost).
+
+    Raises:
+        redis.RedisError: Redis stayed away for ``RECORD_RETRY_S``; the task fails and the
+            chord's errback records the answer as lost.
+    """
+    delay_s, give_up = 0.2, time.monotonic() + RECORD_RETRY_S
+    while True:
+        try:
+            runs.record_outcome(message, outcome)
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay_s > give_up:
+                raise
+            log.warning(
+                "run=%s step=%s subscriber=%s answer not recorded (%s); retrying in %.1fs",
+                message.run_id, message.step, message.subscriber_id, exc, delay_s,
+            )  # fmt: skip
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
 
 
 def action_task(name: str, queue: str) -> Callable[[ActionFn], Task]:

@@ -54,8 +54,10 @@ def parse_interval_s(text: str | int | float | timedelta) -> float:
         seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
     else:
         raise ValueError(f"{text!r} is not an interval such as 30s, 5m, 1h, 2d")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"interval {text!r} must be a positive, finite number of seconds")
+    if not math.isfinite(seconds):
+        raise ValueError(f"interval {text!r} must be a finite number of seconds")
+    if seconds <= 0:
+        raise ValueError(f"interval {text!r} must be positive")
     if seconds > MAX_INTERVAL_S:
         raise ValueError(f"interval {text!r} is longer than 10 years")
     return seconds

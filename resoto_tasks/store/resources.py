@@ -7,8 +7,9 @@ a few hundred MB of Redis and serialise at well over 200,000 per second.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,6 +29,11 @@ AttrValue = float | int | str
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _encodable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot carry (lone surrogates) replaced by U+FFFD."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _utc(value: datetime) -> datetime:
@@ -59,6 +65,29 @@ class Resource(Frozen):
     @classmethod
     def _ctime_utc(cls, value: datetime) -> datetime:
         return _utc(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name_encodable(cls, value: str) -> str:
+        return value if value.isascii() else _encodable(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_encodable(cls, value: dict[str, str]) -> dict[str, str]:
+        """A lone surrogate (JSON APIs can produce one) cannot be stored as UTF-8: replaced, so
+        one odd tag never fails an account's collect. ASCII, the common case, is checked in C."""
+        if all(k.isascii() and v.isascii() for k, v in value.items()):
+            return value
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+
+    @field_validator("attrs")
+    @classmethod
+    def _finite_attrs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """NaN and infinity have no JSON form (they would be stored as null and break every read
+        of the resource) and no meaning in a sum: such attributes are dropped."""
+        if all(not isinstance(v, float) or math.isfinite(v) for v in value.values()):
+            return value
+        return {k: v for k, v in value.items() if not isinstance(v, float) or math.isfinite(v)}
 
     @property
     def ref(self) -> ResourceRef:

@@ -2,8 +2,7 @@
 
 Every file of ``corpus/`` starts with one ``# expect: FIELD | PROBLEM`` line per problem it must be
 rejected for; the commands must print exactly those lines (``error: FILE: FIELD: ...PROBLEM...``),
-exit 2, and change nothing in Redis. Files named ``xfail_*`` are malformed too but accepted (or
-garbled) today: they are checked one by one under ``xfail(strict=True)`` with the reason.
+exit 2, and change nothing in Redis.
 """
 
 from __future__ import annotations
@@ -23,25 +22,8 @@ from tests.faults.support import FaultStack, database
 pytestmark = pytest.mark.faults
 
 CORPUS = Path(__file__).parent / "corpus"
-WORKFLOW_FILES = sorted(p for p in (CORPUS / "workflows").glob("*.yaml") if not p.name.startswith("xfail_"))
+WORKFLOW_FILES = sorted((CORPUS / "workflows").glob("*.yaml"))
 METRIC_FILES = sorted((CORPUS / "metrics").glob("*.yaml"))
-NOT_REJECTED = {
-    "xfail_step_timeout_nan.yaml": "timeutil.parse_interval_s accepts NaN (NaN <= 0 is False): validate and add "
-    "accept the file, then every catalogue refresh raises a pydantic ValidationError (Step.timeout gt=0), so "
-    "workflows list/show and run of any workflow crash with a traceback until the workflow is removed",
-    "xfail_step_timeout_infinite.yaml": "timeutil.parse_interval_s accepts inf: the run record is written with a "
-    "timeout JSON cannot hold and can no longer be read: run crashes, runs list crashes for the whole history, "
-    "and the supervisor logs an exception for that run every tick (it never ends)",
-    "xfail_interval_nan.yaml": "timeutil.parse_interval_s accepts NaN for interval triggers too",
-    "xfail_duplicate_key.yaml": "yaml.safe_load keeps the last of two equal keys: the first name is ignored silently",
-    "xfail_step_timeout_boolean.yaml": "pydantic turns `timeout: true` into 1.0 before parse_interval_s can "
-    "refuse a bool",
-    "xfail_step_name_closing_markup.yaml": "cli/workflows_cmd.py validate prints problems as rich markup unescaped: "
-    "a '[/bold]' in a step name raises rich.errors.MarkupError (traceback, exit 1)",
-    "xfail_step_name_style_markup.yaml": "cli/workflows_cmd.py validate prints problems as rich markup unescaped: "
-    "'[bold red]' in a step name is swallowed as a style, so the message names the wrong field",
-}
-XFAIL_FILES = sorted((CORPUS / "workflows").glob("xfail_*.yaml"))
 
 
 def expectations(path: Path) -> list[tuple[str, str]]:
@@ -96,9 +78,8 @@ REAL_METRICS_SAMPLE = ("four_problems_at_once", "not_yaml", "unknown_definition_
 
 
 def test_the_corpus_is_big_enough() -> None:
-    assert len(WORKFLOW_FILES) + len(XFAIL_FILES) >= 30
+    assert len(WORKFLOW_FILES) >= 30
     assert len(METRIC_FILES) >= 10
-    assert {p.name for p in XFAIL_FILES} == set(NOT_REJECTED)
 
 
 def test_workflows_validate_rejects_every_malformed_file_with_one_line_per_problem(fault_stack: FaultStack) -> None:
@@ -143,11 +124,6 @@ def test_workflows_add_rejects_every_malformed_file_and_changes_nothing(
     assert database(stack.r) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows.add raises BuiltinWorkflowError(name): the one line says the name is a built-in but names "
-    "neither the file nor the field (validate says 'FILE: name: ... already defined (built-in)')",
-)
 def test_workflows_add_of_a_file_named_like_a_builtin_names_the_file_and_the_field(fault_stack: FaultStack) -> None:
     path = CORPUS / "workflows" / "name_of_a_builtin_for_validate.yaml"
     before = database(fault_stack.r)
@@ -155,14 +131,6 @@ def test_workflows_add_of_a_file_named_like_a_builtin_names_the_file_and_the_fie
     assert proc.returncode == 2
     assert database(fault_stack.r) == before
     assert proc.stderr.startswith(f"error: {path}: name: "), proc.stderr
-
-
-@pytest.mark.parametrize("path", XFAIL_FILES, ids=lambda p: p.stem)
-def test_malformed_files_accepted_or_garbled_today(path: Path, request: Any) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=NOT_REJECTED[path.name]))
-    done = in_process("workflows", "validate", str(path))
-    assert done.exit_code == 2, (done.stdout, done.exception)
-    check_problem_lines(path, done.stderr.splitlines())
 
 
 def test_metrics_validate_rejects_every_malformed_definitions_file_and_touches_no_redis(

@@ -94,10 +94,10 @@ def test_redis_restarted_in_the_middle_of_a_run_ends_it_with_a_reason_and_the_qu
     fault_stack: FaultStack,
 ) -> None:
     """Whatever the restart breaks, nothing hangs: each run ends, with a reason when it did not
-    succeed, within its steps' timeouts. What it breaks today: a subscriber whose Redis writes fail
-    during the outage is recorded as lost (see the xfail test below), and a worker that holds an
-    unacknowledged message when the connection drops often exits ('Unrecoverable error' in
-    celery 5.7.0's connection-loss handling), so the next step waits for its deadline."""
+    succeed, within its steps' timeouts. What it can break: a worker that holds an unacknowledged
+    message when the connection drops often exits ('Unrecoverable error' in celery 5.7.0's
+    connection-loss handling), so the next step waits for its deadline; run workers under a
+    process supervisor."""
     stack = fault_stack
     flow = stack.worker(WORKFLOW, wait=False)
     actors = stack.worker(QUEUE, wait=False)
@@ -129,12 +129,6 @@ def test_redis_restarted_in_the_middle_of_a_run_ends_it_with_a_reason_and_the_qu
     assert stack.r.get(keys.workflow_queued("two_steps")) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resoto_tasks.subscribers: ActionContext.progress() lets a Redis error fail the subscriber, and "
-    "execute() calls runs.record_outcome() outside its try, so the error escapes into the chord: a short "
-    "outage of the store turns finished work into a 'lost' answer and fails the step",
-)
 def test_a_subscriber_running_while_the_store_redis_restarts_still_answers_done(split_stack: FaultStack) -> None:
     stack = split_stack
     flow = stack.worker(WORKFLOW, wait=False)

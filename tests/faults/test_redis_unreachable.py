@@ -103,11 +103,6 @@ def test_workers_reconnect_when_redis_returns_and_a_run_started_then_succeeds(fa
         assert w.proc is not None and w.proc.poll() is None, w.tail()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="beat/scheduler.py ResotoScheduler.tick: self.lock.extend() raises redis ConnectionError while "
-    "Redis is down; celery's beat Service.start does not catch it and the beat process exits",
-)
 def test_the_beat_carries_on_when_redis_returns(fault_stack: FaultStack) -> None:
     stack = fault_stack
     flow = stack.worker("workflow", wait=False)
