@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resoto_tasks.errors import ResotoError
 from resoto_tasks.store.resources import LABEL_PATTERN
-from resoto_tasks.validation import field_path
+from resoto_tasks.validation import field_path, load_yaml
 from worker.metrics import names
 
 DEFAULTS_FILE: Final = Path(__file__).with_name("default_metrics.yaml")
@@ -280,7 +280,7 @@ def parse_text(text: str, source: str) -> list[MetricDefinition]:
         MetricsFileErrors: one entry per problem (YAML syntax, unknown keys, bad values, duplicates).
     """
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
