@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from resoto_tasks import runs
 from resoto_tasks.models import Run, TriggerKind
-from tests.support.workers import ROOT, celery_bin
+from tests.support.workers import ROOT, GroupProcess, celery_bin
 
 LOCK_TIMEOUT_S = 5.0
 BEAT_ENV = {
@@ -33,7 +32,7 @@ BEAT_ENV = {
 _SENT = re.compile(r"beat: workflow=(\S+) slot=(\S+) sent")
 
 
-class BeatProcess:
+class BeatProcess(GroupProcess):
     """``celery -A resoto_tasks beat`` in its own process group, logging to a file."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
@@ -89,20 +88,6 @@ class BeatProcess:
                 raise RuntimeError(f"beat exited with {self.proc.returncode}: {self.log()[-3000:]}")
             time.sleep(0.05)
         raise TimeoutError(f"{text!r} not in the log of {self.name} after {timeout_s}s: {self.log()[-3000:]}")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self, timeout_s: float = 10) -> None:
-        """SIGTERM: celery beat shuts down and redbeat releases the lock."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def time_runs(workflow: str) -> list[Run]:

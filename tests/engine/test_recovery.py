@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resoto_tasks import engine, keys, runs, supervisor
-from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, RunStatus, StepStatus
+from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, Run, RunStatus, StepStatus
 from resoto_tasks.redis_conn import client
 from resoto_tasks.timeutil import iso, now_ms, utcnow
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished, wait_until
@@ -19,6 +19,18 @@ def _running(name: str) -> tuple[str, int]:
     run = runs.get(run_id)
     wait_until(lambda: engine.dispatch_state(run_id, 1, run.steps[1].epoch) == "sent", what="sent")
     return run_id, run.steps[1].epoch
+
+
+def _answer_done(run: Run, subscriber_id: str) -> None:
+    """Record a done answer for step 1 as the subscriber task would (no task runs it here)."""
+    step = run.steps[1]
+    message = ActionMessage(
+        run_id=run.id, workflow=run.workflow, step_index=1, step=step.name, action=step.action,
+        subscriber_id=subscriber_id, blocking=True, deadline_ms=step.deadline_ms or 0,
+    )  # fmt: skip
+    runs.record_outcome(
+        message, Outcome(subscriber_id=subscriber_id, status=OutcomeStatus.done, finished_at=iso(utcnow()))
+    )
 
 
 def test_a_step_being_dispatched_is_not_dispatched_again_by_the_supervisor() -> None:
@@ -55,19 +67,7 @@ def test_a_step_whose_callback_was_lost_is_completed_after_the_grace() -> None:
         run_id, _ = _running(name)
         run = runs.get(run_id)
         # the subscriber answered, but its chord callback never arrives
-        message = ActionMessage(
-            run_id=run_id,
-            workflow=name,
-            step_index=1,
-            step=run.steps[1].name,
-            action=run.steps[1].action,
-            subscriber_id=silent.subscriber_id,
-            blocking=True,
-            deadline_ms=run.steps[1].deadline_ms or 0,
-        )
-        runs.record_outcome(
-            message, Outcome(subscriber_id=silent.subscriber_id, status=OutcomeStatus.done, finished_at=iso(utcnow()))
-        )
+        _answer_done(run, silent.subscriber_id)
         assert supervisor.tick(now_ms())["completed"] == 0  # within the grace: the callback may come
         done = supervisor.tick(now_ms() + supervisor.CALLBACK_GRACE_MS + 1000)
         assert done["completed"] == 1
@@ -97,19 +97,7 @@ def test_an_answer_after_the_step_timed_out_is_recorded_and_ignored() -> None:
         run = runs.get(run_id)
         supervisor.tick((run.steps[1].deadline_ms or 0) + 1)
         wait_finished(run_id, 10)
-        message = ActionMessage(
-            run_id=run_id,
-            workflow=name,
-            step_index=1,
-            step=run.steps[1].name,
-            action=run.steps[1].action,
-            subscriber_id=silent.subscriber_id,
-            blocking=True,
-            deadline_ms=run.steps[1].deadline_ms or 0,
-        )
-        runs.record_outcome(
-            message, Outcome(subscriber_id=silent.subscriber_id, status=OutcomeStatus.done, finished_at=iso(utcnow()))
-        )
+        _answer_done(run, silent.subscriber_id)
     shown = runs.view(run_id)
     step = shown.steps[1]
     assert step.status == StepStatus.timed_out

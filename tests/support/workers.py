@@ -21,7 +21,29 @@ def celery_bin() -> str:
     return str(VENV_BIN / "celery")
 
 
-class WorkerProcess:
+class GroupProcess:
+    """A child started in its own process group (``start_new_session``), so it and anything it
+    forks (a worker's pool children) are signalled together and nothing is left behind."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the process and its children die at once."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout_s: float = 15) -> None:
+        """SIGTERM (a clean shutdown), then SIGKILL after ``timeout_s``."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class WorkerProcess(GroupProcess):
     """``celery -A resoto_tasks worker -Q <queues>`` in its own process group."""
 
     def __init__(
@@ -91,20 +113,6 @@ class WorkerProcess:
             return self.log_path.read_text(errors="replace")[-size:]
         except FileNotFoundError:
             return ""
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: the worker and its pool children die at once."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self, timeout_s: float = 15) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def resoto(
