@@ -175,24 +175,36 @@ class ResourceStore:
                     )
 
     def _expired_batches(self, key: str, before: str) -> Iterator[list[tuple[str, float]]]:
-        """Batches of (id, score) below ``before``, paged by score rather than offset, so that
-        resources deleted while the caller iterates (cleanup) do not make it skip others."""
-        low: float | None = None
-        tied: set[str] = set()  # ids already returned with score == low
-        while True:
-            want = READ_BATCH + len(tied)
-            entries: list[tuple[str, float]] = self._r.zrangebyscore(
-                key, "-inf" if low is None else repr(low), before, start=0, num=want, withscores=True
+        """Batches of (id, score) below ``before``, soonest first.
+
+        Each page starts right after the last id returned, found by its current rank, so ids
+        deleted meanwhile (a cleanup) neither shift nor skip the rest, and many ids sharing one
+        expiry (a bulk-tagged fleet) cost no more than distinct ones. Only when the last id itself
+        was deleted does the page fall back to its score, skipping the ids already returned there.
+        """
+        limit = float(before.lstrip("("))
+        entries: list[tuple[str, float]] = self._r.zrangebyscore(
+            key, "-inf", before, start=0, num=READ_BATCH, withscores=True
+        )
+        tied: set[str] = set()  # ids already returned with the last score (for the fallback)
+        while entries:
+            yield entries
+            last_id, last_score = entries[-1]
+            tied = {rid for rid, score in entries if score == last_score} | (
+                tied if entries[0][1] == last_score else set()
             )
-            fresh = [(rid, score) for rid, score in entries if not (score == low and rid in tied)]
-            if fresh:
-                yield fresh
-                last = fresh[-1][1]
-                if last != low:
-                    tied = set()
-                low = last
-                tied.update(rid for rid, score in fresh if score == last)
-            if len(entries) < want or not fresh:
+            rank = self._r.zrank(key, last_id)
+            if rank is not None:
+                page: list[tuple[str, float]] = self._r.zrange(key, rank + 1, rank + READ_BATCH, withscores=True)
+            else:
+                page = self._r.zrangebyscore(
+                    key, repr(last_score), before, start=0, num=READ_BATCH + len(tied), withscores=True
+                )
+                page = [(rid, score) for rid, score in page if not (score == last_score and rid in tied)]
+            entries = [(rid, score) for rid, score in page if score < limit]
+            if len(entries) < len(page):  # reached the bound: this page is the last
+                if entries:
+                    yield entries
                 return
 
     def expires_at(self, ref: ResourceRef) -> datetime | None:

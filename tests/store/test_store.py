@@ -93,6 +93,19 @@ def test_expired_pages_through_large_sets_even_while_they_are_deleted(store: Res
     assert len(seen) == len(set(seen))
 
 
+def test_expired_pages_through_one_shared_expiry_while_every_entry_is_deleted(
+    store: ResourceStore, account: str
+) -> None:
+    # a bulk-tagged fleet: 5,000 resources, one expiry time; each page's last id is gone when
+    # the next page is read, so every page takes the by-score fallback
+    _commit(store, account, [res(account, f"i-{n:05d}", tags={"expiration": "1h"}) for n in range(5000)])
+    seen: list[str] = []
+    for entry in store.expired(NOW, account=account):
+        seen.append(entry.ref.id)
+        store.delete_resource(PROVIDER, account, entry.ref.id)
+    assert seen == [f"i-{n:05d}" for n in range(5000)]
+
+
 def test_counts_are_correct_after_commit(store: ResourceStore, mixed: str) -> None:
     stats = store.account_stats(PROVIDER, mixed, NOW)
     assert (stats.total, stats.protected, stats.malformed, stats.marked, stats.expired) == (7, 1, 1, 0, 2)
