@@ -22,7 +22,7 @@ test: $(STAMP) lint typecheck
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check resoto_tasks worker beat
+	$(BIN)/ruff format --check resoto_tasks worker beat bench tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

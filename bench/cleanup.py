@@ -165,7 +165,7 @@ def _phases(store: Any, provider: Any) -> dict[str, float]:
     from worker.cleanup import decide, waves
 
     t0 = time.perf_counter()
-    deletable, _ = decide(list(store.marks()), store, set())
+    deletable, _, _ = decide(list(store.marks()), store, set())
     decide_s = time.perf_counter() - t0
     order, _ = waves(deletable)
     provider_s = store_s = 0.0
@@ -221,7 +221,7 @@ def run(ctx: Context) -> list[Record]:
         ids.setdefault((m.provider, m.account), []).append(m.id)
 
     t0 = time.perf_counter()
-    deletable, skipped = decide(marks, store, set())
+    deletable, skipped, _ = decide(marks, store, set())
     decide_s = time.perf_counter() - t0
     order, cycle = waves(deletable)
     kinds = Counter(resource.kind for _, resource in deletable.values())

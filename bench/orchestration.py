@@ -284,7 +284,9 @@ def _ms(value: str | None) -> float:
 
 def step_timeline(run_ids: list[str]) -> dict[str, float]:
     """Medians over runs from the records: time inside steps (dispatch to completion) and between them."""
-    inside, between, per_step = [], [], []
+    inside: list[float] = []
+    between: list[float] = []
+    per_step: list[float] = []
     for run_id in run_ids:
         run = runs.get(run_id)
         steps = [s for s in run.steps if s.started_at and s.finished_at]

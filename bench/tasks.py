@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from collections import Counter
+from types import FrameType
 from typing import Any
 
 from resoto_tasks.celery_app import app
@@ -69,7 +70,7 @@ def _origin() -> str:
     chord's ``apply_async`` inside ``engine._dispatch`` shows as ``[kombu broker]`` for the
     messages and ``[celery result backend]`` for the chord's bookkeeping).
     """
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     chain: list[str] = []
     lib = ""
     while frame is not None:
@@ -109,7 +110,7 @@ def install_counter() -> Counter[str]:
                 _rtt[_origin()] += 1
             return original(self, command, check_health)
 
-        AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+        AbstractConnection.send_packed_command = counting
         _installed.append(True)
     return _rtt
 
