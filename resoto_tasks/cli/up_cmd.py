@@ -10,6 +10,8 @@ Order of events, each printed as it happens:
 4. a summary: what was collected, marked and deleted, and where metrics, Flower and logs are;
 5. with ``--once``: stop everything and exit with the run's status; else keep running (beat
    fires the schedule) until Ctrl-C or SIGTERM, which stop every process this command started.
+   While it runs, a worker, beat or Flower that exits on its own is restarted (with a backoff,
+   :mod:`resoto_tasks.local_stack.restarts`), as a process supervisor would in production.
 
 A second Ctrl-C while stopping kills what is left at once instead of waiting.
 """
@@ -56,6 +58,7 @@ from resoto_tasks.local_stack.plan import (
 )
 from resoto_tasks.local_stack.processes import stop_all
 from resoto_tasks.local_stack.redis_local import RedisSource, StackRedis
+from resoto_tasks.local_stack.restarts import RestartPolicy
 from resoto_tasks.local_stack.stack import LocalStack, http_ok
 from resoto_tasks.models import (
     CronTrigger,
@@ -151,6 +154,10 @@ def up(
     flower_port: Annotated[int, typer.Option(help="Port of Flower.")] = DEFAULT_FLOWER_PORT,
     flower: Annotated[bool, typer.Option("--flower/--no-flower", help="Start Flower (if installed).")] = True,
     beat: Annotated[bool, typer.Option("--beat/--no-beat", help="Start beat (the schedule).")] = True,
+    restart: Annotated[
+        bool,
+        typer.Option("--restart/--no-restart", help="Restart a worker, beat or Flower that exits on its own."),
+    ] = True,
     concurrency: Annotated[int, typer.Option(help="Pool processes per worker.")] = DEFAULT_CONCURRENCY,
     cleanup_dry_run: Annotated[
         bool, typer.Option("--cleanup-dry-run", help="The cleaner records but deletes nothing.")
@@ -177,7 +184,7 @@ def up(
         flower=flower and not once,
         cleanup_dry_run=cleanup_dry_run,
     )
-    session = UpSession(options, Reporter(json_), workflow, once)
+    session = UpSession(options, Reporter(json_), workflow, once, restart=restart)
     code = session.run(data_dir, ready_timeout, run_timeout, stop_timeout)
     raise typer.Exit(code)
 
@@ -185,8 +192,9 @@ def up(
 class UpSession:
     """One ``up``: owns the stack from the first process it starts to the last it stops."""
 
-    def __init__(self, options: StackOptions, report: Reporter, workflow: str, once: bool) -> None:
+    def __init__(self, options: StackOptions, report: Reporter, workflow: str, once: bool, *, restart: bool) -> None:
         self.options = options
+        self.restarts = RestartPolicy() if restart else None
         self.report = report
         self.workflow = workflow
         self.once = once
@@ -411,9 +419,7 @@ class UpSession:
         redis_warned = False
         while True:
             time.sleep(WATCH_INTERVAL_S)
-            for spec, code in self.stack.exits():
-                assert self.paths is not None
-                self.report.warn(f"{spec.name} exited with code {code} (log: {self.paths.log(spec.name)})")
+            self._watch_children()
             if time.monotonic() - last_poll < RUNS_POLL_S:
                 continue
             last_poll = time.monotonic()
@@ -429,6 +435,30 @@ class UpSession:
                 if run.status.finished and run.id not in seen:
                     seen.add(run.id)
                     self.report.say(run_line(run))
+
+    def _watch_children(self) -> None:
+        """Report children that exited; restart workers, beat and Flower when their delay is up."""
+        assert self.stack is not None and self.paths is not None
+        now = time.monotonic()
+        for spec, code in self.stack.exits():
+            log = self.paths.log(spec.name)
+            if self.restarts is None or spec.name not in self.stack.processes:  # Redis is not restarted
+                self.report.warn(f"{spec.name} exited with code {code} (log: {log})")
+                continue
+            ran_for_s = now - self.stack.processes[spec.name].started_at
+            delay = self.restarts.exited(spec.name, ran_for_s, now)
+            self.report.warn(f"{spec.name} exited with code {code} (log: {log}); restarting in {delay:g} s")
+        if self.restarts is None:
+            return
+        for name in self.restarts.due(now):
+            try:
+                process = self.stack.restart(name)
+            except OSError as exc:
+                delay = self.restarts.exited(name, 0.0, now)
+                self.report.warn(f"{name} could not be restarted ({exc}); trying again in {delay:g} s")
+                continue
+            times = self.restarts.restarts_in_a_row(name)
+            self.report.say(f"restarted {name} pid {process.pid} [dim](restart {times} in a row)[/]")
 
     def _stop(self, stop_timeout: float) -> None:
         environment.release_sent_results()  # while Redis still answers

@@ -6,6 +6,9 @@ subscription is in Redis and a run started now sees all of them (the set of subs
 when a step starts). Flower is ready when ``/healthcheck`` answers; it is optional, so it is
 waited for only briefly. Beat has no readiness signal; it is only watched for an early exit.
 
+A child that exits on its own is reported by :meth:`exits`; ``up`` restarts it with
+:meth:`restart` after the delay :mod:`resoto_tasks.local_stack.restarts` gives.
+
 Stop order: Flower and beat first (no new runs), then the workers together (each finishes the
 task it runs, within the timeout), Redis last, and only if the stack started it.
 """
@@ -138,6 +141,25 @@ class LocalStack:
                 )
             )
         return found
+
+    def restart(self, name: str) -> ManagedProcess:
+        """Start a fresh process for a child that exited (what is left of its group is killed first).
+
+        The new process has the same command, environment and log (appended to), so a restarted
+        worker has the same node name and queues; it is watched by :meth:`exits` again.
+
+        Raises:
+            OSError: the command could not be executed.
+        """
+        spec = next(s for s in self.specs if s.name == name)
+        old = self.processes[name]
+        if old.group_alive():  # pool children of a worker whose parent was killed
+            old.kill_group()
+        process = ManagedProcess(spec.name, spec.argv, self.paths.log(spec.name), env=self.env)
+        process.start()
+        self.processes[name] = process
+        self._reported.discard(name)
+        return process
 
     def force(self) -> None:
         """Cut any stop wait short (a second Ctrl-C): remaining processes are killed at once."""

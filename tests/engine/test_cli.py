@@ -29,7 +29,7 @@ def test_run_wait_json_exits_0_with_the_twelve_actions_in_order() -> None:
 def test_run_wait_exits_1_when_the_run_fails() -> None:
     name = unique("clifail")
     add_workflow(name, [{"name": f"{name}_a"}])
-    with subscribed(sub(f"{name}_a", **{"raise": "nope"})):
+    with subscribed(sub(f"{name}_a", raising="nope")):
         proc = resoto("run", name, "--wait", "--json")
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["status"] == "failed"

@@ -54,7 +54,7 @@ def test_skip_starts_nothing_while_a_run_is_going_and_names_the_run_in_the_way()
         assert first.status == StartStatus.started
         assert second.status == StartStatus.skipped
         assert second.blocking_run_id == first.run_id
-        assert first.run_id in second.message
+        assert first.run_id is not None and first.run_id in second.message
         _cleanup(name)
 
 

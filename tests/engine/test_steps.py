@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_a_failing_subscriber_fails_its_step_and_the_run_follows_on_error(
 ) -> None:
     name = unique("fail")
     add_workflow(name, [{"name": f"{name}_a", "on_error": on_error}, {"name": f"{name}_b"}])
-    bad, good = sub(f"{name}_a", **{"raise": "boom"}), sub(f"{name}_a")
+    bad, good = sub(f"{name}_a", raising="boom"), sub(f"{name}_a")
     with subscribed(bad, good, sub(f"{name}_b")):
         run = wait_finished(engine.start(name).run_id or "", 30)
     step = next(s for s in run.steps if s.name == f"{name}_a")
@@ -179,7 +180,7 @@ def test_cancel_stops_dispatching_and_running_subscribers_see_the_abort_flag() -
 
 
 def test_separate_workers_one_per_queue_run_the_hourly_workflow(
-    start_worker: type[WorkerProcess],
+    start_worker: Callable[..., WorkerProcess],
 ) -> None:
     workers = [start_worker(q, wait=False) for q in ("collect", "cleanup", "metrics", "workflow")]
     for w in workers:

@@ -161,9 +161,10 @@ class FaultStack:
         return Run.model_validate_json(raw)
 
     def wait_finished(self, run_id: str, timeout_s: float) -> Run:
-        return wait_until(
+        finished: Run = wait_until(
             lambda: (run := self.run(run_id)).status.finished and run, timeout_s, f"run {run_id} finished", 0.1
         )
+        return finished
 
     def progress(self, run_id: str) -> dict[str, int]:
         """Subscriber -> current progress of every step (``{step}/{subscriber}`` keys)."""

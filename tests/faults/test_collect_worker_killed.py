@@ -55,7 +55,8 @@ def collect_in_the_middle(stack: FaultStack, run_id: str) -> dict[str, int]:
             return found
         return None
 
-    return wait_until(midway, 60, "both accounts half collected", every_s=0.02)
+    found: dict[str, int] = wait_until(midway, 60, "both accounts half collected", every_s=0.02)
+    return found
 
 
 def good_first_collect(stack: FaultStack) -> dict[str, dict[str, Any]]:

@@ -193,6 +193,62 @@ def test_ctrl_c_after_the_first_run_stops_every_process_it_started(
     assert took < 30
 
 
+def test_a_worker_that_dies_while_the_stack_runs_is_restarted_and_stopped_with_the_rest(
+    tmp_path: Path, popen_up: list[subprocess.Popen[str]], redis_server: RedisServer
+) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/{UP_DB}"
+    env = up_env(url)
+    out_path = tmp_path / "up.out"
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(
+            up_args(tmp_path / "data", "--no-flower", "--workflow", "metrics"),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    popen_up.append(proc)
+    wait_for_text(out_path, proc, "stack running")
+
+    def cleanup_leaders() -> list[psutil.Process]:
+        return [p for p in psutil.Process(proc.pid).children() if "-Q cleanup" in " ".join(p.cmdline())]
+
+    [old] = cleanup_leaders()
+    old_pool = old.children()
+    assert old_pool, "a prefork worker has pool children"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        [heartbeat] = client.keys(f"{env['RESOTO_KEY_PREFIX']}:worker:resoto-cleanup-*")
+        old.kill()  # a crash: the leader dies at once, its pool children are orphaned
+        old.wait(5)
+        client.delete(heartbeat)  # the old worker's heartbeat would outlive it by its TTL
+        wait_for_text(out_path, proc, "restarted worker-cleanup")
+        text = out_path.read_text()
+        assert "worker-cleanup exited with code -9" in text and "restarting in 1 s" in text, text
+        [new] = cleanup_leaders()
+        assert new.pid != old.pid
+        assert wait_gone([p.pid for p in old_pool]) == [], "the dead worker's pool children are killed"
+        deadline = time.monotonic() + 30
+        while not client.exists(heartbeat):  # the new worker registered its subscriptions again
+            assert time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.2)
+    finally:
+        client.close()
+    descendants = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(45) == 0, out_path.read_text()
+    assert wait_gone(descendants, timeout_s=5) == [], out_path.read_text()
+
+
+def wait_for_text(path: Path, proc: subprocess.Popen[str], text: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in path.read_text():
+        assert proc.poll() is None, path.read_text()
+        assert time.monotonic() < deadline, f"no {text!r} in {timeout_s:g} s:\n{path.read_text()}"
+        time.sleep(0.2)
+
+
 def test_a_worker_that_cannot_start_fails_up_in_one_line_naming_its_log_and_nothing_is_left(
     tmp_path: Path,
 ) -> None:

@@ -39,8 +39,13 @@ def sub(
     timeout: float = 30,
     blocking: bool = True,
     task: str = "tests.behave",
+    raising: str | None = None,
     **kwargs: Any,
 ) -> Subscription:
+    """A subscription of ``task`` (by default the behaving test task: ``kwargs`` say how it behaves;
+    ``raising`` makes it raise with that message)."""
+    if raising is not None:
+        kwargs["raise"] = raising
     return Subscription(
         action=action,
         subscriber_id=sid or unique(action),
