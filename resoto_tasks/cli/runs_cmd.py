@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -29,8 +30,9 @@ app = typer.Typer(help="Runs: history, details, cancel.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def wait_for(run_id: str, timeout_s: float | None, live: bool) -> Run | None:
-    """Poll the run until it ends; ``None`` if ``timeout_s`` passed first."""
+def wait_for(run_id: str, timeout_s: float | None, live: bool, tick: Callable[[], None] = lambda: None) -> Run | None:
+    """Poll the run until it ends; ``None`` if ``timeout_s`` passed first. ``tick`` is called on
+    every poll (``up`` watches its children there)."""
     deadline = time.monotonic() + timeout_s if timeout_s else None
     if not live:
         while True:
@@ -39,6 +41,7 @@ def wait_for(run_id: str, timeout_s: float | None, live: bool) -> Run | None:
                 return runs.view(run_id)
             if deadline and time.monotonic() > deadline:
                 return None
+            tick()
             time.sleep(0.05)
     with Live(console=console, refresh_per_second=8, transient=False) as display:
         while True:
@@ -48,6 +51,7 @@ def wait_for(run_id: str, timeout_s: float | None, live: bool) -> Run | None:
                 return run
             if deadline and time.monotonic() > deadline:
                 return None
+            tick()
             time.sleep(0.125)
 
 

@@ -59,7 +59,7 @@ from resoto_tasks.local_stack.plan import (
 from resoto_tasks.local_stack.processes import stop_all
 from resoto_tasks.local_stack.redis_local import RedisSource, StackRedis
 from resoto_tasks.local_stack.restarts import RestartPolicy
-from resoto_tasks.local_stack.stack import LocalStack, http_ok
+from resoto_tasks.local_stack.stack import STOP_SIGNALS, LocalStack, http_ok
 from resoto_tasks.models import (
     CronTrigger,
     IntervalTrigger,
@@ -101,7 +101,7 @@ class SignalGuard:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalGuard:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
+        for signum in sorted(STOP_SIGNALS):  # SIGHUP: the terminal closed
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -258,8 +258,7 @@ class UpSession:
         self._write_stack_file()
         self._say_plan(specs)
         stack.wait_ready(ready_timeout, on_ready=self._say_ready)
-        for spec, code in stack.exits():
-            self.report.warn(f"{spec.name} exited with code {code} (log: {paths.log(spec.name)})")
+        self._watch_children()  # beat or Flower may have died while the workers came up
 
     def _say_redis(self, chosen: StackRedis) -> None:
         url = escape(mask_url(chosen.url))
@@ -329,9 +328,9 @@ class UpSession:
         self.report.say(f"run       {result.run_id} {self.workflow} {result.status.value}{note}")
         live = not self.report.json and console.is_terminal
         if live:
-            run = wait_for(result.run_id, run_timeout, live=True)
+            run = wait_for(result.run_id, run_timeout, live=True, tick=self._watch_children)
         else:
-            run = follow_lines(result.run_id, run_timeout, self.report.say)
+            run = follow_lines(result.run_id, run_timeout, self.report.say, tick=self._watch_children)
         if run is None:
             self.report.error(
                 f"run {result.run_id} did not end within {run_timeout:g} s (resoto-tasks runs show {result.run_id})"
@@ -459,6 +458,7 @@ class UpSession:
                 continue
             times = self.restarts.restarts_in_a_row(name)
             self.report.say(f"restarted {name} pid {process.pid} [dim](restart {times} in a row)[/]")
+            self._write_stack_file()
 
     def _stop(self, stop_timeout: float) -> None:
         environment.release_sent_results()  # while Redis still answers
@@ -475,8 +475,12 @@ class UpSession:
             self.report.say(f"stopped   in {time.monotonic() - started:.1f} s: [dim]{parts}[/]")
 
 
-def follow_lines(run_id: str, timeout_s: float | None, say: Callable[[str], None]) -> Run | None:
-    """Progress for logs and pipes: one line per step as it finishes; None if ``timeout_s`` passed."""
+def follow_lines(
+    run_id: str, timeout_s: float | None, say: Callable[[str], None], tick: Callable[[], None] = lambda: None
+) -> Run | None:
+    """Progress for logs and pipes: one line per step as it finishes; None if ``timeout_s`` passed.
+
+    ``tick`` is called on every poll (``up`` watches its children there)."""
     deadline = time.monotonic() + timeout_s if timeout_s else None
     printed = 0
     while True:
@@ -498,6 +502,7 @@ def follow_lines(run_id: str, timeout_s: float | None, say: Callable[[str], None
             return run
         if deadline is not None and time.monotonic() > deadline:
             return None
+        tick()
         time.sleep(0.1)
 
 

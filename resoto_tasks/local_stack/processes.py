@@ -34,8 +34,10 @@ LEFTOVER_GRACE_S = 1.0
 """After a leader exits, how long the rest of its group may take to follow before it is killed."""
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGTERM this process when its parent dies."""
+def _child_setup() -> None:
+    """Runs in the child between fork and exec: no signal blocked (a mask survives exec, and
+    ``up`` blocks its stop signals while it restarts a child), SIGTERM when the parent dies."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if not sys.platform.startswith("linux"):
         return
     libc_name = ctypes.util.find_library("c")
@@ -73,7 +75,7 @@ class ManagedProcess:
                 env=dict(self.env),
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run yet when the stack starts
+                preexec_fn=_child_setup,  # noqa: PLW1509 - no threads run yet when the stack starts
             )
         self.started_at = time.monotonic()
         return self

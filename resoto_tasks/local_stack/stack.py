@@ -15,6 +15,7 @@ task it runs, within the timeout), Redis last, and only if the stack started it.
 
 from __future__ import annotations
 
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,8 @@ from resoto_tasks.local_stack.processes import ManagedProcess, stop_all
 from resoto_tasks.local_stack.redis_local import StackRedis
 from resoto_tasks.redis_conn import client
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+"""The signals ``up`` stops on (see ``cli.up_cmd.SignalGuard``)."""
 FLOWER_GRACE_S = 10.0
 """How long Flower may take after the workers are ready before ``up`` goes on without it."""
 
@@ -156,9 +159,16 @@ class LocalStack:
         if old.group_alive():  # pool children of a worker whose parent was killed
             old.kill_group()
         process = ManagedProcess(spec.name, spec.argv, self.paths.log(spec.name), env=self.env)
-        process.start()
-        self.processes[name] = process
-        self._reported.discard(name)
+        # A Ctrl-C now would raise between starting the child and recording it, and stop() would
+        # not know it: the signal waits until the child is in ``processes`` (the child itself
+        # starts with no signal blocked, see processes._child_setup).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+            self.processes[name] = process
+            self._reported.discard(name)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return process
 
     def force(self) -> None:

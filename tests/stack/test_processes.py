@@ -9,7 +9,11 @@ from pathlib import Path
 
 import psutil
 
+from resoto_tasks.local_stack.paths import StackPaths
+from resoto_tasks.local_stack.plan import ProcessSpec, Role
 from resoto_tasks.local_stack.processes import ManagedProcess, stop_all
+from resoto_tasks.local_stack.redis_local import RedisSource, StackRedis
+from resoto_tasks.local_stack.stack import LocalStack
 
 # A leader that starts a child in its group, then behaves as told (argv[1]).
 LEADER = """
@@ -90,3 +94,40 @@ def test_a_second_ctrl_c_cuts_the_wait_short(tmp_path: Path) -> None:
     assert how == {"stubborn": "killed"}
     assert time.monotonic() - started < 5
     assert_gone(child)
+
+
+def test_a_restarted_child_replaces_its_dead_leader_and_the_rest_of_its_group(tmp_path: Path) -> None:
+    """The leader dies hard and leaves a member of its group running (as a worker's pool child
+    would if it did not die with its parent): the restart kills it and starts a fresh leader,
+    started with no signal blocked although ``restart`` blocks Ctrl-C meanwhile."""
+    spec = ProcessSpec(name="leader", role=Role.worker, argv=(sys.executable, "-c", LEADER, "sleep"))
+    stack = LocalStack(
+        paths=StackPaths(data_dir=tmp_path, run_dir=tmp_path, temporary=False),
+        redis=StackRedis(url="redis://127.0.0.1:1/0", source=RedisSource.configured, version="-"),
+        specs=[spec],
+        env=dict(os.environ),
+    )
+    stack.start()
+    first = stack.processes["leader"]
+    deadline = time.monotonic() + 10
+    while not first.tail().strip():
+        assert time.monotonic() < deadline, "the leader did not report its child"
+        time.sleep(0.02)
+    orphan = int(first.tail().split()[0])
+    try:
+        assert first.proc is not None
+        first.proc.kill()
+        first.proc.wait(5)
+        assert [(s.name, code) for s, code in stack.exits()] == [("leader", -9)]
+        assert psutil.pid_exists(orphan), "the group member outlives its leader"
+
+        second = stack.restart("leader")
+        assert_gone(orphan)
+        assert stack.processes["leader"] is second and second.alive
+        assert stack.exits() == []
+        with open(f"/proc/{second.pid}/status") as status:  # it blocks no signal
+            assert next(line for line in status if line.startswith("SigBlk:")).split()[1] == "0" * 16
+    finally:
+        how = stack.stop(timeout_s=5)
+    assert how["leader"] == "exited -15"
+    assert not stack.processes["leader"].group_alive()

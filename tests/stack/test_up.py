@@ -235,10 +235,19 @@ def test_a_worker_that_dies_while_the_stack_runs_is_restarted_and_stopped_with_t
             time.sleep(0.2)
     finally:
         client.close()
+    time.sleep(3)  # a few watch periods: the new worker stays, nothing is restarted again
+    assert [p.pid for p in cleanup_leaders()] == [new.pid]
+    assert out_path.read_text().count("restarted worker-cleanup") == 1
+    [stack_file] = (tmp_path / "data" / "runs").glob("*/stack.json")
+    listed = {p["name"]: p["pid"] for p in json.loads(stack_file.read_text())["processes"]}
+    assert listed["worker-cleanup"] == new.pid
+
     descendants = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(45) == 0, out_path.read_text()
     assert wait_gone(descendants, timeout_s=5) == [], out_path.read_text()
+    stopped = out_path.read_text().split("SIGINT: stopping the stack")[-1]
+    assert "worker-cleanup exited 0" in stopped, stopped  # stopped by up, not by its death signal
 
 
 def wait_for_text(path: Path, proc: subprocess.Popen[str], text: str, timeout_s: float = 60) -> None:
