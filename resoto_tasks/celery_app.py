@@ -86,9 +86,17 @@ def _redbeat_prefix(settings: Settings) -> str:
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
+    """The app; without ``settings`` its configuration is read from ``RESOTO_*`` on first use.
+
+    Lazily (Celery's ``add_defaults`` with a callable) so that importing ``resoto_tasks`` never
+    fails: a bad ``RESOTO_*`` variable is reported where it is used, by the CLI as one line per
+    problem (``ConfigurationError``), not as a traceback from an import.
+    """
     celery_app = Celery("resoto_tasks")
-    celery_app.conf.update(make_config(settings))
+    if settings is None:
+        celery_app.add_defaults(lambda: make_config(get_settings()))
+    else:
+        celery_app.conf.update(make_config(settings))
     for option in WORKER_CLI_OPTIONS:
         celery_app.user_options["worker"].add(option)
     celery_app.steps["worker"].add(ResotoWorkerStep)

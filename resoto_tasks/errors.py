@@ -9,6 +9,14 @@ class ResotoError(Exception):
     """Base of every error resoto-tasks raises on purpose."""
 
 
+class ConfigurationError(ResotoError):
+    """``RESOTO_*`` settings that cannot be used; one problem per line, each naming its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
 class RedisUnavailable(ResotoError):
     """Redis could not be reached; ``url`` is already stripped of its password."""
 

@@ -8,31 +8,17 @@ from __future__ import annotations
 
 import os
 import threading
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from resoto_tasks.errors import RedisUnavailable
 from resoto_tasks.settings import get_settings
+from resoto_tasks.urls import mask_url
+
+__all__ = ["check", "client", "describe", "mask_url"]
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, str], redis.Redis] = {}
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` so it can be logged or printed."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def client(url: str | None = None) -> redis.Redis:

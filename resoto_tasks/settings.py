@@ -11,9 +11,15 @@ import functools
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+import pydantic_settings
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from resoto_tasks.errors import ConfigurationError
+from resoto_tasks.models import CronTrigger, IntervalTrigger
+from resoto_tasks.urls import check_redis_url
 
 
 def _split_csv(value: Any) -> Any:
@@ -45,7 +51,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 4 * 3600
     default_step_timeout_s: float = 300.0
     timezone: str = "UTC"
-    schedule_overrides: dict[str, str] = Field(default_factory=dict)
+    schedule_overrides: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     missed_slot_grace_s: float = 3600.0
     beat_max_loop_interval_s: float = 5.0
     beat_lock_timeout_s: float = 30.0
@@ -56,11 +62,38 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("redis_url", "broker_url", "result_backend_url", "redbeat_url", "store_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as UTC or Europe/Berlin") from None
+        return value
+
     @field_validator("schedule_overrides", mode="before")
     @classmethod
     def _json_map(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'not JSON ({exc.msg}); expected {{"workflow": "cron or interval"}}') from None
+        if not isinstance(value, dict):
+            raise ValueError('expected a JSON object such as {"collect_and_cleanup": "*/30 * * * *"}')
+        return value
+
+    @field_validator("schedule_overrides")
+    @classmethod
+    def _valid_schedules(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, expression in value.items():
+            if expression:
+                schedule_trigger(expression, f"{name}: ")
         return value
 
     @property
@@ -80,7 +113,39 @@ class Settings(BaseSettings):
         return self.store_url or self.redis_url
 
 
+def schedule_trigger(expression: str, context: str = "") -> CronTrigger | IntervalTrigger:
+    """A schedule as written in configuration: five fields are cron, anything else an interval.
+
+    Raises:
+        ValueError: neither (``context`` is put before the message).
+    """
+    try:
+        if len(expression.split()) == 5:
+            return CronTrigger(cron=expression)
+        return IntervalTrigger(interval=expression)
+    except ValidationError:
+        raise ValueError(
+            f"{context}{expression!r} is neither a 5-field cron expression nor an interval such as 30m"
+        ) from None
+
+
 @functools.cache
 def get_settings() -> Settings:
-    """The settings of this process; cached because the environment does not change under us."""
-    return Settings()
+    """The settings of this process; cached because the environment does not change under us.
+
+    Raises:
+        ConfigurationError: a ``RESOTO_*`` variable cannot be used (one line per problem; values
+            are not repeated, so a password in a URL is never printed).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError([_problem(err) for err in exc.errors()]) from None
+    except pydantic_settings.SettingsError as exc:
+        raise ConfigurationError([str(exc)]) from None
+
+
+def _problem(err: Any) -> str:
+    field = str(err["loc"][0]) if err.get("loc") else ""
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"RESOTO_{field.upper()}: {message}"

@@ -18,14 +18,13 @@ from pydantic import ValidationError
 from resoto_tasks import keys
 from resoto_tasks.errors import (
     BuiltinWorkflowError,
+    ConfigurationError,
     UnknownWorkflow,
     WorkflowFileError,
     WorkflowFileErrors,
 )
 from resoto_tasks.models import (
-    CronTrigger,
     EventTrigger,
-    IntervalTrigger,
     OnError,
     OnSurpass,
     Step,
@@ -33,7 +32,7 @@ from resoto_tasks.models import (
     WorkflowDefinition,
 )
 from resoto_tasks.redis_conn import client
-from resoto_tasks.settings import get_settings
+from resoto_tasks.settings import get_settings, schedule_trigger
 from resoto_tasks.validation import field_path, load_yaml
 
 # Resoto's default step timeout was 10 s per step; the real bound is the subscribers' timeouts
@@ -60,12 +59,6 @@ BUILTIN_COMPOSITION: dict[str, list[str]] = {
 BUILTIN_SCHEDULES: dict[str, str] = {"collect_and_cleanup": "0 * * * *"}
 
 
-def _schedule_trigger(expression: str) -> CronTrigger | IntervalTrigger:
-    if len(expression.split()) == 5:
-        return CronTrigger(cron=expression)
-    return IntervalTrigger(interval=expression)
-
-
 def builtin_workflows() -> dict[str, Workflow]:
     """Resoto's four workflows; schedules can be changed with ``RESOTO_SCHEDULE_OVERRIDES``.
 
@@ -73,6 +66,15 @@ def builtin_workflows() -> dict[str, Workflow]:
     sets a cron expression or an interval; an empty string removes the schedule.
     """
     overrides = get_settings().schedule_overrides
+    unknown = sorted(set(overrides) - set(BUILTIN_COMPOSITION))
+    if unknown:
+        raise ConfigurationError(
+            [
+                f"RESOTO_SCHEDULE_OVERRIDES: {name!r} is not a built-in workflow ({', '.join(BUILTIN_COMPOSITION)}); "
+                "give a user workflow its schedule in its own file"
+                for name in unknown
+            ]
+        )
     found: dict[str, Workflow] = {}
     for name, groups in BUILTIN_COMPOSITION.items():
         steps = [
@@ -83,7 +85,7 @@ def builtin_workflows() -> dict[str, Workflow]:
         triggers: list[Any] = [EventTrigger(event=f"start_{name}_workflow")]
         schedule = overrides.get(name, BUILTIN_SCHEDULES.get(name, ""))
         if schedule:
-            triggers.append(_schedule_trigger(schedule))
+            triggers.append(schedule_trigger(schedule))
         found[name] = Workflow(name=name, steps=steps, triggers=triggers, on_surpass=OnSurpass.wait, builtin=True)
     return found
 

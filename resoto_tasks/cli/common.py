@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from resoto_tasks.errors import (
     BuiltinWorkflowError,
+    ConfigurationError,
     RedisUnavailable,
     ResotoError,
     UnknownRun,
@@ -55,6 +56,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
+        except ConfigurationError as exc:
+            for line in exc.problems:
+                err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
         except WorkflowFileErrors as exc:
             for problem in exc.problems:
                 err_console.print(f"[bold red]error:[/] {escape(str(problem))}", soft_wrap=True)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from rich.markup import escape
 
 from resoto_tasks import logs
 from resoto_tasks.cli import metrics_cmd, misc_cmd, resources_cmd, runs_cmd, schedule_cmd, up_cmd, workflows_cmd
+from resoto_tasks.cli.common import EXIT_USAGE, err_console
+from resoto_tasks.errors import ConfigurationError
 
 app = typer.Typer(
     name="resoto-tasks",
@@ -26,8 +31,13 @@ app.command("up")(up_cmd.up)
 
 
 def main() -> None:
-    logs.configure_cli()
-    app()
+    try:
+        logs.configure_cli()
+        app()
+    except ConfigurationError as exc:  # commands that do not go through cli.common.handle_errors
+        for line in exc.problems:
+            err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+        sys.exit(EXIT_USAGE)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,14 @@ from resoto_tasks.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_STARTED,
     EXIT_OK,
+    EXIT_USAGE,
     console,
     err_console,
     print_json,
 )
 from resoto_tasks.cli.render import STATUS_STYLE, duration_s, fmt_duration
 from resoto_tasks.cli.runs_cmd import wait_for
-from resoto_tasks.errors import ResotoError
+from resoto_tasks.errors import ConfigurationError, ResotoError, UnknownWorkflow
 from resoto_tasks.local_stack import environment, redis_local, summary
 from resoto_tasks.local_stack.paths import StackPaths, make_paths
 from resoto_tasks.local_stack.plan import (
@@ -218,8 +219,9 @@ class UpSession:
                 code = EXIT_INTERRUPTED if self.once else EXIT_OK
                 self.report.say(f"\n{exc.args[0]}: stopping the stack")
             except (ResotoError, redis.exceptions.RedisError) as exc:
-                self.report.error(str(exc))
-                code = EXIT_FAILED
+                for line in str(exc).splitlines():
+                    self.report.error(line)
+                code = EXIT_USAGE if isinstance(exc, ConfigurationError | UnknownWorkflow) else EXIT_FAILED
             finally:
                 guard.stopping = True
                 self._stop(stop_timeout)
