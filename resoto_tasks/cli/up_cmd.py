@@ -18,6 +18,7 @@ A second Ctrl-C while stopping kills what is left at once instead of waiting.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -32,7 +33,7 @@ import redis
 import typer
 from rich.markup import escape
 
-from resoto_tasks import engine, runs, workflows
+from resoto_tasks import engine, runs, supervisor, workflows
 from resoto_tasks.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_STARTED,
@@ -45,7 +46,7 @@ from resoto_tasks.cli.common import (
 from resoto_tasks.cli.render import STATUS_STYLE, duration_s, fmt_duration
 from resoto_tasks.cli.runs_cmd import wait_for
 from resoto_tasks.errors import ConfigurationError, ResotoError, UnknownWorkflow
-from resoto_tasks.local_stack import environment, redis_local, summary
+from resoto_tasks.local_stack import environment, leftovers, redis_local, summary
 from resoto_tasks.local_stack.paths import StackPaths, make_paths
 from resoto_tasks.local_stack.plan import (
     DEFAULT_CONCURRENCY,
@@ -250,6 +251,9 @@ class UpSession:
         for name in environment.ignored_split_urls(chosen):
             self.report.warn(f"{name} is ignored: every role uses the Redis started here")
         workflows.catalogue.get(self.workflow)  # an unknown name fails before any worker starts
+        if chosen.started:
+            for run_id in leftovers.cancel_leftover_runs():
+                self.report.warn(f"cancelled run {run_id}: {leftovers.REASON}")
         self._warn_busy_ports()
         specs = plan(
             self.options, token=paths.run_dir.name.rsplit("-", 1)[-1], host=socket.gethostname(), run_dir=paths.run_dir
@@ -330,9 +334,9 @@ class UpSession:
         self.report.say(f"run       {result.run_id} {self.workflow} {result.status.value}{note}")
         live = not self.report.json and console.is_terminal
         if live:
-            run = wait_for(result.run_id, run_timeout, live=True, tick=self._watch_children)
+            run = wait_for(result.run_id, run_timeout, live=True, tick=self._tick)
         else:
-            run = follow_lines(result.run_id, run_timeout, self.report.say, tick=self._watch_children)
+            run = follow_lines(result.run_id, run_timeout, self.report.say, tick=self._tick)
         if run is None:
             self.report.error(
                 f"run {result.run_id} did not end within {run_timeout:g} s (resoto-tasks runs show {result.run_id})"
@@ -420,7 +424,7 @@ class UpSession:
         redis_warned = False
         while True:
             time.sleep(WATCH_INTERVAL_S)
-            self._watch_children()
+            self._tick()
             if time.monotonic() - last_poll < RUNS_POLL_S:
                 continue
             last_poll = time.monotonic()
@@ -436,6 +440,13 @@ class UpSession:
                 if run.status.finished and run.id not in seen:
                     seen.add(run.id)
                     self.report.say(run_line(run))
+
+    def _tick(self) -> None:
+        """Watch the children; without beat, also be the supervisor (it is beat that schedules it)."""
+        self._watch_children()
+        if not self.options.beat:  # --once or --no-beat: nobody else times out steps or heals runs
+            with contextlib.suppress(redis.exceptions.RedisError):  # Redis trouble is reported elsewhere
+                supervisor.tick_if_due()
 
     def _watch_children(self) -> None:
         """Report children that exited; restart workers, beat and Flower when their delay is up."""

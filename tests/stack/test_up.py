@@ -250,6 +250,41 @@ def test_a_worker_that_dies_while_the_stack_runs_is_restarted_and_stopped_with_t
     assert "worker-cleanup exited 0" in stopped, stopped  # stopped by up, not by its death signal
 
 
+def test_a_run_left_by_a_killed_up_is_cancelled_by_the_next_one_instead_of_blocking_it(
+    tmp_path: Path, popen_up: list[subprocess.Popen[str]]
+) -> None:
+    """``up`` killed mid-run (a closed pipe, SIGKILL) leaves its run ``running`` in the Redis data it
+    keeps; the next ``up`` on that data directory cancels it, and its own run is not queued behind."""
+    data = tmp_path / "data"
+    out_path = tmp_path / "first.out"
+    big = {"RESOTO_EXAMPLE_RESOURCES_PER_ACCOUNT": "150000"}  # a collect of several seconds
+    env = up_env(closed_port_url(), **big)
+    with out_path.open("w") as out:
+        first = subprocess.Popen(
+            up_args(data, "--once"), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
+    popen_up.append(first)
+    wait_for_text(out_path, first, "run       ")
+    first.kill()
+    first.wait(10)
+    text = out_path.read_text()
+    run_id = text.split("run       ", 1)[1].split()[0]
+    assert "succeeded" not in text, "the first run ended before up was killed: make it longer"
+    deadline = time.monotonic() + 20  # its children got SIGTERM from the kernel; Redis saves and exits
+    while left := [p for p in psutil.process_iter(["cmdline"]) if str(data) in " ".join(p.info["cmdline"] or [])]:
+        assert time.monotonic() < deadline, [p.info["cmdline"] for p in left]
+        time.sleep(0.2)
+
+    second = run_up(
+        up_args(data, "--once", "--json", "--run-timeout", "30"), {**env, "RESOTO_EXAMPLE_RESOURCES_PER_ACCOUNT": "500"}
+    )
+    assert second.returncode == 0, f"stdout:\n{second.stdout}\nstderr:\n{second.stderr}"
+    assert f"cancelled run {run_id}: left unfinished by an earlier resoto-tasks up" in second.stderr
+    doc = json.loads(second.stdout)
+    assert doc["run"]["status"] == "succeeded" and doc["run"]["id"] != run_id
+    assert doc["redis"]["started"] is True
+
+
 def wait_for_text(path: Path, proc: subprocess.Popen[str], text: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in path.read_text():

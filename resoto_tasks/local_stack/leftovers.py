@@ -1,0 +1,29 @@
+"""Runs an earlier ``up`` left unfinished on the Redis it started: cancelled, with the reason.
+
+When ``up`` is killed (SIGKILL, a closed pipe, a crash) its run stays ``running`` in the Redis
+data it keeps in the data directory, and with ``on_surpass: wait`` every later run of that
+workflow queues behind it. Beat's supervisor would time it out at its step deadline (an hour
+for a collect), but ``up --once`` starts no beat. Nothing else can ever finish such a run: the
+data directory is locked to one ``up`` at a time, and its workers are not started yet when this
+runs. So ``up`` cancels them before it starts anything. Runs on a Redis ``up`` did not start
+(``RESOTO_REDIS_URL`` answered) are left alone: other workers may be working on them.
+"""
+
+from __future__ import annotations
+
+from resoto_tasks import engine, keys, workflows
+from resoto_tasks.redis_conn import client
+
+REASON = "left unfinished by an earlier resoto-tasks up that stopped before it ended"
+
+
+def cancel_leftover_runs() -> list[str]:
+    """Cancel every queued, then every running run; returns their ids in that order."""
+    r = client()
+    queued = [r.get(keys.workflow_queued(name)) for name in sorted(workflows.catalogue.all())]
+    running = sorted(r.smembers(keys.runs_active()))
+    cancelled: list[str] = []
+    for run_id in [q for q in queued if q] + running:  # queued first: cancelling would promote them
+        if engine.cancel(run_id, REASON) is not None:
+            cancelled.append(run_id)
+    return cancelled
