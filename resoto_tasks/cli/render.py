@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.console import Group, RenderableType
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from resoto_tasks.models import OutcomeStatus, Run, RunStatus, StepRun, StepStatus, Workflow
@@ -63,7 +63,16 @@ def workflows_table(workflows: list[Workflow]) -> Table:
 
 
 def runs_table(found: list[Run]) -> Table:
-    table = Table("run", "workflow", "status", "trigger", "started", "duration", "errors", box=None)
+    table = Table(
+        Column("run", no_wrap=True, min_width=22),  # the id is what `runs show` needs: never cut
+        "workflow",
+        "status",
+        "trigger",
+        "started",
+        "duration",
+        "errors",
+        box=None,
+    )
     for run in found:
         bad = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
         slot = run.trigger.details.get("slot", "")

@@ -152,15 +152,17 @@ def up(
             "--json", help="Print one JSON document (processes, run, summary) on stdout; progress goes to stderr."
         ),
     ] = False,
-    metrics_port: Annotated[int, typer.Option(help="Port of the metrics worker's /metrics.")] = DEFAULT_METRICS_PORT,
-    flower_port: Annotated[int, typer.Option(help="Port of Flower.")] = DEFAULT_FLOWER_PORT,
+    metrics_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port of the metrics worker's /metrics.")
+    ] = DEFAULT_METRICS_PORT,
+    flower_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of Flower.")] = DEFAULT_FLOWER_PORT,
     flower: Annotated[bool, typer.Option("--flower/--no-flower", help="Start Flower (if installed).")] = True,
     beat: Annotated[bool, typer.Option("--beat/--no-beat", help="Start beat (the schedule).")] = True,
     restart: Annotated[
         bool,
         typer.Option("--restart/--no-restart", help="Restart a worker, beat or Flower that exits on its own."),
     ] = True,
-    concurrency: Annotated[int, typer.Option(help="Pool processes per worker.")] = DEFAULT_CONCURRENCY,
+    concurrency: Annotated[int, typer.Option(min=1, help="Pool processes per worker.")] = DEFAULT_CONCURRENCY,
     cleanup_dry_run: Annotated[
         bool, typer.Option("--cleanup-dry-run", help="The cleaner records but deletes nothing.")
     ] = False,
