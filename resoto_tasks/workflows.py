@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from resoto_tasks import keys
 from resoto_tasks.errors import (
@@ -24,10 +24,13 @@ from resoto_tasks.errors import (
     WorkflowFileErrors,
 )
 from resoto_tasks.models import (
+    CronTrigger,
     EventTrigger,
+    IntervalTrigger,
     OnError,
     OnSurpass,
     Step,
+    StepDefinition,
     Workflow,
     WorkflowDefinition,
 )
@@ -95,10 +98,23 @@ def builtin_workflows() -> dict[str, Workflow]:
 # ---------------------------------------------------------------------------------------------
 
 
+_TRIGGER_MODELS: dict[str, type[BaseModel]] = {"cron": CronTrigger, "interval": IntervalTrigger, "event": EventTrigger}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where an unknown key was found (``loc`` ends with the unknown key)."""
+    model: type[BaseModel] = WorkflowDefinition
+    if loc[:1] == ("steps",):
+        model = StepDefinition
+    elif loc[:1] == ("triggers",):
+        model = _TRIGGER_MODELS.get(str(loc[2]) if len(loc) > 3 else "", EventTrigger)
+    return list(model.model_fields)
+
+
 def _problem(err: Any) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
-        return "unknown key (allowed: see the workflow reference in the README)"
+        return f"unknown key (allowed: {', '.join(_allowed_keys(tuple(err.get('loc', ()))))})"
     if kind == "missing":
         return "required but missing"
     msg = str(err.get("msg", "invalid"))
