@@ -64,7 +64,8 @@ def emit(
     if not results:
         console.print(f"emitted {escape(name)}; no workflow is triggered by it")
     for r in results:
-        console.print(escape(f"{r.workflow}: {r.status.value} {r.run_id or ''} {r.message}".rstrip()))
+        detail = f" ({r.message})" if r.message and r.message != r.status.value else ""
+        console.print(escape(f"{r.workflow}: {r.status.value} {r.run_id or ''}".rstrip() + detail))
 
 
 @events_app.command("list")

@@ -69,9 +69,12 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Workflow YAML fil
 
 @app.command()
 @handle_errors
-def add(path: Path) -> None:
+def add(path: Path, json_: JsonOpt = False) -> None:
     """Store a workflow (validated); its schedule follows within one beat tick."""
     definition = workflows.add(path)
+    if json_:
+        print_json(definition.model_dump(mode="json"))
+        return
     console.print(f"added workflow [bold]{escape(definition.name)}[/]")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,21 @@ def test_the_builtin_start_events_start_the_builtin_workflows() -> None:
     assert results[0].status in (StartStatus.started, StartStatus.queued)
     assert results[0].run_id
     wait_finished(results[0].run_id, 30)
+
+
+def test_a_workflow_added_with_json_starts_on_its_event_and_the_emit_line_names_the_run(tmp_path: Path) -> None:
+    name = unique("evtcli")
+    event = unique("ping")
+    path = tmp_path / "wf.yaml"
+    path.write_text(f"name: {name}\nsteps: [{{name: {name}_a}}]\ntriggers: [{{event: {event}}}]\n")
+    proc = resoto("workflows", "add", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    added = json.loads(proc.stdout)
+    assert (added["name"], added["triggers"]) == (name, [{"event": event, "filter": {}}])
+    try:
+        proc = resoto("events", "emit", event)
+        assert proc.returncode == 0, proc.stderr
+        assert re.fullmatch(rf"{name}: started \S+", proc.stdout.strip()), proc.stdout
+        assert wait_finished(proc.stdout.split()[-1], 20).status == RunStatus.succeeded
+    finally:
+        assert resoto("workflows", "remove", name).returncode == 0
