@@ -58,11 +58,17 @@ def check(url: str | None = None) -> None:
     try:
         client(target).ping()
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
-        raise RedisUnavailable(mask_url(target), describe(exc)) from None
+        raise RedisUnavailable(mask_url(target), describe(exc, target)) from None
 
 
-def describe(exc: BaseException) -> str:
-    """A one-line reason for a Redis error, with no secrets in it."""
+def describe(exc: BaseException, url: str | None = None) -> str:
+    """A one-line reason for a Redis error, with no secrets in it.
+
+    With ``url``: a ``rediss://`` server that does not answer the TLS handshake (a plain Redis)
+    shows only as a timeout, so the reason says what to check.
+    """
+    if url is not None and url.startswith("rediss://") and isinstance(exc, redis.exceptions.TimeoutError):
+        return f"{describe(exc)} (rediss:// needs a server with TLS enabled; is it a plain Redis?)"
     if isinstance(exc, redis.exceptions.AuthenticationError):
         return "authentication failed (wrong or missing password)"
     if isinstance(exc, redis.exceptions.ResponseError) and "NOAUTH" in str(exc):

@@ -73,7 +73,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             redis.exceptions.TimeoutError,
             redis.exceptions.AuthenticationError,
         ) as exc:
-            fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc)}")
+            fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc, get_settings().store)}")
         except redis.exceptions.ResponseError as exc:
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
                 fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc)}")
