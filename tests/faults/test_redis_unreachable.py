@@ -116,11 +116,22 @@ def test_the_beat_carries_on_when_redis_returns(fault_stack: FaultStack) -> None
     stack.server.start()
     back_at = time.time()
 
-    assert beat.proc is not None
+    assert beat.proc is not None and flow.proc is not None
+    flow_proc = flow.proc
     wait_until(
-        lambda: beat.proc is None or beat.proc.poll() is not None or runs_since(stack, "every_second", back_at),
-        15,
-        "the beat fired again or exited",
+        lambda: (
+            beat.proc is None
+            or beat.proc.poll() is not None
+            or runs_since(stack, "every_second", back_at)
+            or flow_proc.poll() is not None
+        ),
+        20,
+        "the beat fired again or a process exited",
     )
     assert beat.proc.poll() is None, f"the beat exited: {beat.log()[-1500:]}"
-    assert runs_since(stack, "every_second", back_at)
+    if flow_proc.poll() is not None:
+        # The worker was running a task every second: Celery 5.7.0 may exit a worker that holds
+        # an unacknowledged message when Redis drops (README, known limits). A supervisor starts
+        # it again; the beat's messages wait in the queue meanwhile.
+        stack.workers_ready(stack.worker("workflow", wait=False))
+        wait_until(lambda: runs_since(stack, "every_second", back_at), 20, "the beat fired again")
