@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import redis
 import typer
@@ -24,6 +24,10 @@ from resoto_tasks.errors import (
 )
 from resoto_tasks.redis_conn import describe, mask_url
 from resoto_tasks.settings import get_settings
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+WorkflowArg = Annotated[str, typer.Argument(metavar="WORKFLOW", help="A workflow name, as workflows list shows it.")]
+RunIdArg = Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id, as runs list shows it.")]
 
 EXIT_OK = 0
 EXIT_FAILED = 1

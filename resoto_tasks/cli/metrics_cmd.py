@@ -12,17 +12,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from resoto_tasks.cli.common import EXIT_USAGE, console, err_console, handle_errors, print_json
+from resoto_tasks.cli.common import EXIT_USAGE, JsonOpt, console, err_console, handle_errors, print_json
 
 app = typer.Typer(help="Metric definitions for the metrics workers (/metrics).", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.command()
 @handle_errors
 def validate(
-    file: Annotated[Path, typer.Argument(help="A metric definitions file (as RESOTO_METRICS_FILE names).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A metric definitions file (as RESOTO_METRICS_FILE names).")
+    ],
     json_: JsonOpt = False,
 ) -> None:
     """Check a definitions file: one line per problem naming the file, the field and what is wrong.

@@ -10,12 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from resoto_tasks import events, subscribers
-from resoto_tasks.cli.common import EXIT_USAGE, console, fail, handle_errors, print_json
+from resoto_tasks.cli.common import EXIT_USAGE, JsonOpt, console, fail, handle_errors, print_json
 
 subscribers_app = typer.Typer(help="Who answers which action.", no_args_is_help=True)
 events_app = typer.Typer(help="Emit and read events.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @subscribers_app.command("list")
@@ -44,7 +42,7 @@ def list_subscribers(json_: JsonOpt = False) -> None:
 @events_app.command("emit")
 @handle_errors
 def emit(
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="EVENT", help="The event name, e.g. start_collect_workflow.")],
     data: Annotated[str | None, typer.Option(help="Event data as a JSON object.")] = None,
     json_: JsonOpt = False,
 ) -> None:

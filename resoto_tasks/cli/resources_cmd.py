@@ -8,12 +8,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resoto_tasks.cli.common import console, handle_errors, print_json
+from resoto_tasks.cli.common import JsonOpt, console, handle_errors, print_json
 from resoto_tasks.store import ResourceStore
 
 app = typer.Typer(help="Collected resources: counts and listings.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.command()

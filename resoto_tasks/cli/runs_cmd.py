@@ -15,6 +15,8 @@ from resoto_tasks.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_STARTED,
     EXIT_OK,
+    JsonOpt,
+    RunIdArg,
     console,
     err_console,
     fail,
@@ -26,8 +28,6 @@ from resoto_tasks.models import Run, RunStatus, StartStatus, TriggerInfo, Trigge
 from resoto_tasks.redis_conn import check
 
 app = typer.Typer(help="Runs: history, details, cancel.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def wait_for(run_id: str, timeout_s: float | None, live: bool, tick: Callable[[], None] = lambda: None) -> Run | None:
@@ -60,7 +60,7 @@ def exit_code(run: Run | None) -> int:
 
 
 def run_command(
-    name: Annotated[str, typer.Argument(help="The workflow to start.")],
+    name: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow to start.")],
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the run ends.")] = False,
     timeout: Annotated[float | None, typer.Option(help="With --wait: give up after SECONDS.")] = None,
     json_: JsonOpt = False,
@@ -123,7 +123,10 @@ def list_(
 
 @app.command()
 @handle_errors
-def show(run_id: str, json_: JsonOpt = False) -> None:
+def show(
+    run_id: RunIdArg,
+    json_: JsonOpt = False,
+) -> None:
     """Show a run: its steps as a timeline, each subscriber's answer, the cleanup ledger."""
     run = runs.view(run_id)
     if json_:
@@ -134,7 +137,7 @@ def show(run_id: str, json_: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
-def cancel(run_id: str) -> None:
+def cancel(run_id: RunIdArg) -> None:
     """Cancel a run: nothing more is dispatched, running tasks are revoked and see the abort flag."""
     runs.get(run_id)
     done = engine.cancel(run_id)

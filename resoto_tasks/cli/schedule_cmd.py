@@ -11,14 +11,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resoto_tasks.cli.common import EXIT_USAGE, console, err_console, fail, handle_errors, print_json
+from resoto_tasks.cli.common import (
+    EXIT_USAGE,
+    JsonOpt,
+    WorkflowArg,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from beat.control import ScheduleRow
 
 app = typer.Typer(help="Schedules: the cron and interval triggers beat fires.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _when(value: str | None) -> str:
@@ -59,10 +66,10 @@ def list_(json_: JsonOpt = False) -> None:
 @app.command()
 @handle_errors
 def pause(
-    name: str,
+    name: WorkflowArg,
     note: Annotated[str | None, typer.Option("--note", help="Why; shown by `schedule list`.")] = None,
 ) -> None:
-    """Stop NAME's cron and interval triggers from firing until `schedule resume`."""
+    """Stop WORKFLOW's cron and interval triggers from firing until `schedule resume`."""
     from beat import control
 
     try:
@@ -74,7 +81,9 @@ def pause(
 
 @app.command()
 @handle_errors
-def resume(name: str) -> None:
+def resume(
+    name: WorkflowArg,
+) -> None:
     """Let NAME's triggers fire again from the next slot on; missed slots are not replayed."""
     from beat import control
 

