@@ -29,15 +29,21 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize(("env", "expected"), BAD_SETTINGS, ids=[next(iter(e)) for e, _ in BAD_SETTINGS])
-@pytest.mark.parametrize("command", [("workflows", "list"), ("run", "collect")])
-def test_a_bad_setting_is_one_line_naming_the_variable(
-    env: dict[str, str], expected: str, command: tuple[str, ...]
-) -> None:
-    proc = resoto(*command, env=env)
+def test_a_bad_setting_is_one_line_naming_the_variable(env: dict[str, str], expected: str) -> None:
+    proc = resoto("workflows", "list", env=env)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("error: ") and expected in proc.stderr, proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("command", [("run", "collect"), ("up", "--once"), ("runs", "list", "--json")])
+def test_every_kind_of_command_reports_a_bad_setting_the_same_way(command: tuple[str, ...]) -> None:
+    proc = resoto(*command, env={"RESOTO_REDIS_URL": "redis://:hunter2@localhost:6379/abc"})
+    assert proc.returncode == 2, proc.stderr
+    expected = "RESOTO_REDIS_URL: redis://:***@localhost:6379/abc: the database 'abc' is not a number"
+    assert proc.stderr == f"error: {expected}\n"
+    assert proc.stdout == ""
 
 
 def test_redis_urls_that_redis_py_accepts_pass() -> None:
