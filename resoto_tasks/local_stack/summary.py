@@ -128,14 +128,14 @@ def _figure(name: str, actions: Mapping[str, ActionSummary], ledger: Mapping[str
             for key in keys:
                 value = ledger.get(key)
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    return Figure(float(value), f"cleanup ledger ({key})")
+                    return Figure(float(value), f"cleanup ledger: {key}")
             continue
         found = actions.get(source)
         if found is None:
             continue
         for key in keys:
             if key in found.numbers:
-                return Figure(found.numbers[key], f"{source} results ({key})")
+                return Figure(found.numbers[key], f"{source} step: {key}")
     first = next(source for source, _ in HEADLINE_KEYS[name] if source != "ledger")
     action = actions.get(first)
     if action is None:

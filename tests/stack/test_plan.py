@@ -83,7 +83,7 @@ def test_the_summary_shows_recorded_numbers_and_says_why_a_figure_is_unknown() -
     summary = summarize(run)
     assert summary.figures["collected"].value == 15
     assert summary.figures["deleted"].value == 4
-    assert summary.figures["deleted"].source == "cleanup ledger (deleted)"
+    assert summary.figures["deleted"].source == "cleanup ledger: deleted"
     assert summary.figures["marked"].value is None
     assert summary.figures["marked"].source == "no worker subscribed to cleanup_plan"
     assert summary.actions["collect"].numbers == {"resources": 15.0}  # booleans are not counts
