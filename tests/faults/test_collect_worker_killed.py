@@ -19,6 +19,7 @@ from resoto_tasks import keys
 from resoto_tasks.models import OutcomeStatus, RunStatus, StepStatus
 from resoto_tasks.store import keys as store_keys
 from tests.faults.support import SUPERVISOR_INTERVAL_S, VISIBILITY_TIMEOUT_S, FaultStack, parse_iso, wait_until
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.faults
 
@@ -59,6 +60,16 @@ def collect_in_the_middle(stack: FaultStack, run_id: str) -> dict[str, int]:
     return found
 
 
+def collector_after_a_good_collect(stack: FaultStack) -> tuple[WorkerProcess, dict[str, dict[str, Any]]]:
+    """A workflow worker and a collect worker on the test cloud, after one collect that succeeded:
+    the collect worker and each account's footprint of that good collect."""
+    stack.env.update(CLOUD_ENV)
+    flow = stack.worker("workflow", wait=False)
+    collector = stack.worker("collect", wait=False)
+    stack.workers_ready(flow, collector)
+    return collector, good_first_collect(stack)
+
+
 def good_first_collect(stack: FaultStack) -> dict[str, dict[str, Any]]:
     first = stack.run_and_wait("collect")
     assert first["status"] == "succeeded", first
@@ -73,11 +84,7 @@ def test_a_collect_worker_killed_mid_account_is_redelivered_and_the_run_complete
     fault_stack: FaultStack,
 ) -> None:
     stack = fault_stack
-    stack.env.update(CLOUD_ENV)
-    flow = stack.worker("workflow", wait=False)
-    collector = stack.worker("collect", wait=False)
-    stack.workers_ready(flow, collector)
-    before = good_first_collect(stack)
+    collector, before = collector_after_a_good_collect(stack)
 
     run_id = stack.start("collect")
     collect_in_the_middle(stack, run_id)
@@ -122,11 +129,7 @@ def test_a_collect_pool_process_killed_mid_account_is_requeued_at_once_and_the_r
     the message back to the queue (reject_on_worker_lost) and runs it again, without waiting
     for the visibility timeout."""
     stack = fault_stack
-    stack.env.update(CLOUD_ENV)
-    flow = stack.worker("workflow", wait=False)
-    collector = stack.worker("collect", wait=False)
-    stack.workers_ready(flow, collector)
-    before = good_first_collect(stack)
+    collector, before = collector_after_a_good_collect(stack)
 
     run_id = stack.start("collect")
     collect_in_the_middle(stack, run_id)
@@ -159,11 +162,7 @@ def test_a_collect_worker_killed_mid_account_times_the_step_out_within_one_super
     fault_stack: FaultStack,
 ) -> None:
     stack = fault_stack
-    stack.env.update(CLOUD_ENV)
-    flow = stack.worker("workflow", wait=False)
-    collector = stack.worker("collect", wait=False)
-    stack.workers_ready(flow, collector)
-    before = good_first_collect(stack)
+    collector, before = collector_after_a_good_collect(stack)
     # From now on collects may take 3 s, and a workflow whose collect step allows 3 s.
     collector.stop()
     collector = stack.worker("collect", RESOTO_COLLECT_TIMEOUT_S="3")
