@@ -3,10 +3,11 @@
 When ``up`` is killed (SIGKILL, a closed pipe, a crash) its run stays ``running`` in the Redis
 data it keeps in the data directory, and with ``on_surpass: wait`` every later run of that
 workflow queues behind it. Beat's supervisor would time it out at its step deadline (an hour
-for a collect), but ``up --once`` starts no beat. Nothing else can ever finish such a run: the
-data directory is locked to one ``up`` at a time, and its workers are not started yet when this
-runs. So ``up`` cancels them before it starts anything. Runs on a Redis ``up`` did not start
-(``RESOTO_REDIS_URL`` answered) are left alone: other workers may be working on them.
+for a collect), but ``up --once`` starts no beat. The workers that ran it died with that ``up``
+(the data directory is locked to one ``up`` at a time, and this one's workers are not started
+yet), so ``up`` cancels such runs before it starts anything. A worker you started yourself
+against this Redis from another terminal would lose its run too; stop it first. Runs on a Redis
+``up`` did not start (``RESOTO_REDIS_URL`` answered) are left alone: other workers may own them.
 """
 
 from __future__ import annotations
