@@ -45,8 +45,18 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    fail_lines([message], code)
+
+
+def fail_lines(messages: list[str], code: int = EXIT_USAGE) -> NoReturn:
+    """One ``error:`` line per problem on stderr, then exit with ``code``."""
+    print_errors(messages)
     raise typer.Exit(code)
+
+
+def print_errors(messages: list[str]) -> None:
+    for message in messages:
+        err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def print_json(value: Any) -> None:
@@ -61,13 +71,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except ConfigurationError as exc:
-            for line in exc.problems:
-                err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
-            raise typer.Exit(EXIT_USAGE) from None
+            fail_lines(exc.problems)
         except WorkflowFileErrors as exc:
-            for problem in exc.problems:
-                err_console.print(f"[bold red]error:[/] {escape(str(problem))}", soft_wrap=True)
-            raise typer.Exit(EXIT_USAGE) from None
+            fail_lines([str(problem) for problem in exc.problems])
         except (UnknownWorkflow, UnknownRun, BuiltinWorkflowError) as exc:
             fail(str(exc), EXIT_USAGE)
         except RedisUnavailable as exc:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.markup import escape
 
 from resoto_tasks import logs
 from resoto_tasks.cli import metrics_cmd, misc_cmd, resources_cmd, runs_cmd, schedule_cmd, up_cmd, workflows_cmd
-from resoto_tasks.cli.common import EXIT_USAGE, err_console
+from resoto_tasks.cli.common import EXIT_USAGE, print_errors
 from resoto_tasks.errors import ConfigurationError
 
 app = typer.Typer(
@@ -34,9 +33,8 @@ def main() -> None:
     try:
         logs.configure_cli()
         app()
-    except ConfigurationError as exc:  # commands that do not go through cli.common.handle_errors
-        for line in exc.problems:
-            err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+    except ConfigurationError as exc:  # read first by configure_cli, before any command runs
+        print_errors(exc.problems)
         sys.exit(EXIT_USAGE)
 
 

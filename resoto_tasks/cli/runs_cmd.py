@@ -123,10 +123,7 @@ def list_(
 
 @app.command()
 @handle_errors
-def show(
-    run_id: RunIdArg,
-    json_: JsonOpt = False,
-) -> None:
+def show(run_id: RunIdArg, json_: JsonOpt = False) -> None:
     """Show a run: its steps as a timeline, each subscriber's answer, the cleanup ledger."""
     run = runs.view(run_id)
     if json_:

@@ -81,10 +81,8 @@ def pause(
 
 @app.command()
 @handle_errors
-def resume(
-    name: WorkflowArg,
-) -> None:
-    """Let NAME's triggers fire again from the next slot on; missed slots are not replayed."""
+def resume(name: WorkflowArg) -> None:
+    """Let WORKFLOW's triggers fire again from the next slot on; missed slots are not replayed."""
     from beat import control
 
     if control.resume(name):

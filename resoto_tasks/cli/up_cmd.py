@@ -199,6 +199,7 @@ class UpSession:
     def __init__(self, options: StackOptions, report: Reporter, workflow: str, once: bool, *, restart: bool) -> None:
         self.options = options
         self.restarts = RestartPolicy() if restart else None
+        self._supervise_at = 0.0
         self.report = report
         self.workflow = workflow
         self.once = once
@@ -446,7 +447,9 @@ class UpSession:
     def _tick(self) -> None:
         """Watch the children; without beat, also be the supervisor (it is beat that schedules it)."""
         self._watch_children()
-        if not self.options.beat:  # --once or --no-beat: nobody else times out steps or heals runs
+        now = time.monotonic()
+        if not self.options.beat and now >= self._supervise_at:  # --once or --no-beat: nobody else would
+            self._supervise_at = now + get_settings().supervisor_interval_s
             with contextlib.suppress(redis.exceptions.RedisError):  # Redis trouble is reported elsewhere
                 supervisor.tick_if_due()
 

@@ -30,10 +30,7 @@ def list_(json_: JsonOpt = False) -> None:
 
 @app.command()
 @handle_errors
-def show(
-    name: WorkflowArg,
-    json_: JsonOpt = False,
-) -> None:
+def show(name: WorkflowArg, json_: JsonOpt = False) -> None:
     """Show one workflow with its steps in run order."""
     wf = workflows.catalogue.get(name)
     if json_:
@@ -85,9 +82,7 @@ def add(
 
 @app.command()
 @handle_errors
-def remove(
-    name: WorkflowArg,
-) -> None:
+def remove(name: WorkflowArg) -> None:
     """Remove a workflow added at runtime (built-ins cannot be removed)."""
     workflows.remove(name)
     console.print(f"removed workflow [bold]{escape(name)}[/]")
