@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from beat import pauses, slots
 from beat.entries import EntryStore, StoredEntry, trigger_text
 from beat.sync import desired_entries, watermark_after_change
+from resoto_tasks import runtime
 from resoto_tasks.errors import ResotoError
 from resoto_tasks.models import Workflow
 from resoto_tasks.settings import get_settings
@@ -66,9 +67,7 @@ class ScheduleRow:
 
 
 def _store() -> EntryStore:
-    from resoto_tasks.celery_app import app
-
-    return EntryStore(app)
+    return EntryStore(runtime.app())
 
 
 def _tz() -> ZoneInfo:

@@ -1,8 +1,10 @@
-"""The Celery app ``resoto_tasks``: JSON only, one queue per concern, acks late.
+"""The Celery app factory: JSON only, one queue per concern, acks late.
 
-``celery -A resoto_tasks worker -Q collect`` finds this app as ``resoto_tasks.app``. The core
-never imports ``worker/`` or ``beat/``: their task modules are named here by string and imported
-by the worker at start-up, together with the user's hook modules (``RESOTO_HOOK_MODULES``).
+Nothing here builds an app at import: :mod:`resoto_tasks.runtime` calls :func:`create_app` when a
+process first needs one (``celery -A resoto_tasks worker`` finds it as ``resoto_tasks.app``). The
+core never imports ``worker/`` or ``beat/``: their task modules are named here by string and
+imported by the worker at start-up, together with the user's hook modules
+(``RESOTO_HOOK_MODULES``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ def make_config(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
         "result_expires": 86400,
+        # A stored answer must survive a short Redis outage: the backend retries (bounded)
+        # instead of failing the task, whose answer would then read as lost.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         "result_extended": False,
         "task_track_started": False,
         "task_default_queue": WORKFLOW,
@@ -109,11 +116,4 @@ def create_app(settings: Settings | None = None) -> Celery:
     for option in WORKER_CLI_OPTIONS:
         celery_app.user_options["worker"].add(option)
     celery_app.steps["worker"].add(ResotoWorkerStep)
-    # The default app for every thread, not only the one that imported us: signatures built in
-    # other threads (heartbeat, supervisor, concurrent starts) must not fall back to an
-    # unconfigured app without a result backend.
-    celery_app.set_default()
     return celery_app
-
-
-app = create_app()

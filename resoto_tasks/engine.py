@@ -1,36 +1,32 @@
-"""The workflow state machine: start a run, dispatch its steps, complete them, end the run.
+"""The engine: read, decide, apply, then act. The one place the pure rules meet Redis and Celery.
 
-A step is dispatched as ``chord(group(blocking subscribers), step_done)`` on the subscribers'
-queues, with the callback on the ``workflow`` queue; non-blocking subscribers are sent beside
-it, and a step with no blocking subscriber completes here and now, without a broker round
-trip. Step k+1 is dispatched only after step k's outcome is committed.
+Every method has the same shape: read what the decision needs (one round trip), decide with a
+pure function of :mod:`resoto_tasks.transitions`, apply the decision atomically under the guard
+of what was read (:class:`resoto_tasks.runs.RunStore`; on a concurrent change read and decide
+again), then carry out its effects through the task queue (:class:`Tasks`): send the step, hand a
+run to the ``workflow`` queue, revoke, start workflows an event triggers.
 
-Every decision is a :func:`resoto_tasks.runs.transition`, so it is atomic and idempotent:
-callbacks, errbacks and the supervisor may all try to complete the same step; one wins.
+The store and the task queue are injected: :mod:`resoto_tasks.runtime` composes the Redis store
+and the Celery dispatcher, the in-memory tests compose ``tests.support.memory``'s.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
-import redis
-from celery import chord, group
-
-from resoto_tasks import keys, runs, stats, subscribers
-from resoto_tasks.celery_app import app
+from resoto_tasks import events, keys, transitions
+from resoto_tasks.errors import UnknownRun, UnknownWorkflow
 from resoto_tasks.models import (
-    ActionMessage,
-    OnError,
-    OnSurpass,
     Outcome,
     OutcomeStatus,
+    Progress,
     Run,
-    RunStatus,
+    RunEndCause,
     StartResult,
     StartStatus,
+    StepCause,
     StepRun,
     StepStatus,
     Subscription,
@@ -38,631 +34,346 @@ from resoto_tasks.models import (
     TriggerKind,
     Workflow,
 )
-from resoto_tasks.redis_conn import client
-from resoto_tasks.routing import WORKFLOW
-from resoto_tasks.timeutil import iso, to_ms, utcnow
-from resoto_tasks.workflows import catalogue
+from resoto_tasks.runs import Guard, Versioned
+from resoto_tasks.transitions import (
+    Admission,
+    Decision,
+    EmitAction,
+    Inputs,
+    Record,
+    Revoke,
+    RunEnded,
+    SendAdvance,
+    SendStep,
+    TerminateLater,
+)
 
 log = logging.getLogger(__name__)
 
-STEP_DONE_TASK = "resoto.workflow.step_done"
-STEP_LOST_TASK = "resoto.workflow.step_lost"
-# A dispatch claimed but never confirmed (the dispatcher died) may be retried after this.
-DISPATCH_CLAIM_MS = 10_000
+Live = Mapping[str, Sequence[Subscription]]
 
 
-def hard_limit_s(timeout_s: float) -> float:
-    """Hard time limit: the soft limit (the timeout) plus a grace to catch it and answer."""
-    return timeout_s + max(2.0, min(30.0, timeout_s * 0.1))
+class Store(Protocol):
+    """What the engine needs of the run store (:class:`resoto_tasks.runs.RunStore`)."""
+
+    def load(self, run_id: str) -> Versioned | None: ...
+
+    def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]: ...
+
+    def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]: ...
+
+    def apply(self, decision: Decision, guards: Sequence[Guard], read_version: bool = False) -> tuple[bool, str]: ...
 
 
-# ---------------------------------------------------------------------------------------------
-# Starting runs (the overlap policy)
-# ---------------------------------------------------------------------------------------------
+class Tasks(Protocol):
+    """What the engine needs of the task queue (:class:`resoto_tasks.dispatch.CeleryDispatcher`)."""
+
+    def send_step(self, run: Run, index: int, subs: Mapping[str, Subscription]) -> None: ...
+
+    def send_advance(self, run_id: str) -> None: ...
+
+    def send_start(self, workflow: str, trigger: TriggerInfo) -> None: ...
+
+    def revoke(self, task_ids: Sequence[str], terminate: bool) -> None: ...
+
+    def terminate_later(self, task_ids: Sequence[str]) -> None: ...
+
+    def answers(self, step: StepRun, subscriber_ids: Iterable[str]) -> dict[str, Outcome]: ...
 
 
-def start(
-    name: str,
-    trigger: TriggerInfo | None = None,
-    slot: str | None = None,
-) -> StartResult:
-    """Start ``name`` following its ``on_surpass``; atomic across processes.
+Workflows = Callable[[str | None], Mapping[str, Workflow]]
+"""The catalogue: every workflow by name, given the workflows version if the caller read it."""
 
-    ``slot`` (a schedule's due time, ISO) makes the start idempotent: a second start of the
-    same slot starts nothing and returns ``duplicate`` with the run that took it.
 
-    Raises:
-        UnknownWorkflow: no such workflow.
-    """
-    workflow = catalogue.get(name)
-    trigger = trigger or TriggerInfo(kind=TriggerKind.manual)
-    r = client()
-    active_key, queued_key = keys.workflow_active(name), keys.workflow_queued(name)
-    slot_key = keys.slot(name, slot) if slot else None
-    watched = [active_key, queued_key] + ([slot_key] if slot_key else [])
-    with r.pipeline(transaction=True) as pipe:
+def _run_guard(found: Versioned) -> list[Guard]:
+    return [("sha", keys.run(found.run.id), found.sha)]
+
+
+class Engine:
+    """Starts, moves, cancels and supervises runs (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        tasks: Tasks,
+        workflows: Workflows,
+        clock: Callable[[], int],
+        new_run_id: Callable[[], str],
+        progress: Callable[[str], Mapping[tuple[int, str], Progress]] = lambda _run_id: {},
+    ) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.workflows = workflows
+        self.clock = clock
+        self.new_run_id = new_run_id
+        self.progress = progress
+
+    # -- starting runs (producers) ----------------------------------------------------------------
+
+    def workflow(self, name: str) -> Workflow:
+        """Raises: UnknownWorkflow (listing the known ones)."""
+        known = self.workflows(None)
+        if name not in known:
+            raise UnknownWorkflow(name, list(known))
+        return known[name]
+
+    def start(self, name: str, trigger: TriggerInfo | None = None, slot: str | None = None) -> StartResult:
+        """Start ``name`` following its ``on_surpass``: commit the run, hand it to the ``workflow``
+        queue. ``slot`` (a schedule's due time) makes the start idempotent per slot.
+
+        Raises:
+            UnknownWorkflow: no such workflow.
+        """
+        workflow = self.workflow(name)
+        trigger = trigger or TriggerInfo(kind=TriggerKind.manual)
+        run_id = self.new_run_id()
         while True:
-            try:
-                pipe.watch(*watched)
-                result, replaced = _decide_start(pipe, workflow, trigger, slot_key)
+            state, guards = self.store.admission(name, slot, with_runs=workflow.on_surpass.value == "replace")
+            result, decision = transitions.admit(workflow, trigger, state, run_id, self.clock(), slot)
+            if not decision.runs and not decision.writes:
                 break
-            except redis.WatchError:
-                continue
-    if result.status == StartStatus.started and result.run_id:
-        for old in replaced:
-            cancel(old, reason=f"replaced by run {result.run_id}")
-        log.info("run=%s workflow=%s started (%s)", result.run_id, name, trigger.kind.value)
-        advance(result.run_id)
-    elif result.status != StartStatus.started:
-        log.info("workflow=%s %s: %s", name, result.status.value, result.message)
-    return result
+            applied, version = self.store.apply(decision, guards)
+            if applied:
+                self._carry_out(decision, {}, version)
+                break
+        if result.status == StartStatus.started:
+            log.info("run=%s workflow=%s started (%s)", result.run_id, name, trigger.kind.value)
+        else:
+            log.info("workflow=%s %s: %s", name, result.status.value, result.message)
+        return result
 
+    def emit(self, name: str, data: Mapping[str, Any] | None = None) -> list[StartResult]:
+        """Record an event and start every workflow whose event trigger matches it."""
+        payload = dict(data or {})
+        events.record(name, payload)
+        trigger = TriggerInfo(kind=TriggerKind.event, details={"event": name, "data": payload})
+        return [self.start(w, trigger) for w in events.matching(name, payload, self.workflows(None))]
 
-def _decide_start(
-    pipe: Any, workflow: Workflow, trigger: TriggerInfo, slot_key: str | None
-) -> tuple[StartResult, list[str]]:
-    """Runs inside WATCH; executes the MULTI itself when it changes anything."""
-    name = workflow.name
-    if slot_key is not None:
-        taken = pipe.get(slot_key)
-        if taken:
-            pipe.unwatch()
-            return StartResult(
-                status=StartStatus.duplicate,
-                workflow=name,
-                run_id=taken,
-                message=f"slot already ran as {taken}",
-            ), []
-    active = sorted(pipe.smembers(keys.workflow_active(name)))
-    queued = pipe.get(keys.workflow_queued(name))
-    policy = workflow.on_surpass
-    replaced: list[str] = []
-    if active and policy == OnSurpass.skip:
-        pipe.unwatch()
-        stats.on_not_started(name, "skipped")
-        return StartResult(
-            status=StartStatus.skipped,
-            workflow=name,
-            blocking_run_id=active[0],
-            message=f"run {active[0]} of {name} is still running (on_surpass: skip)",
-        ), []
-    if active and policy == OnSurpass.wait and queued:
-        pipe.unwatch()
-        stats.on_not_started(name, "queued")
-        return StartResult(
-            status=StartStatus.queued,
-            workflow=name,
-            run_id=queued,
-            blocking_run_id=active[0],
-            message=f"run {queued} is already queued behind {active[0]} (on_surpass: wait)",
-        ), []
-    status = RunStatus.running
-    if active and policy == OnSurpass.wait:
-        status = RunStatus.queued
-    elif active and policy == OnSurpass.replace_:
-        replaced = active
-    run = runs.new_run(workflow, trigger, status)
-    pipe.multi()
-    runs.write(pipe, run)
-    runs.index(pipe, run)
-    if status == RunStatus.queued:
-        pipe.set(keys.workflow_queued(name), run.id)
-        pipe.hincrby(keys.stats("not_started"), stats.field(name, "queued"), 1)
-        runs.event(pipe, "run_queued", run_id=run.id, workflow=name, behind=active[0])
-    else:
-        stats.on_run_started(pipe, name, run.started_at, trigger.details.get("slot"))
-        for old in replaced:
-            pipe.srem(keys.workflow_active(name), old)
-            runs.set_abort(pipe, old)
-        pipe.sadd(keys.workflow_active(name), run.id)
-        pipe.sadd(keys.runs_active(), run.id)
-        runs.event(pipe, "run_started", run_id=run.id, workflow=name, trigger=trigger.kind.value)
-    if slot_key is not None:
-        pipe.set(slot_key, run.id, ex=runs.retention_s())
-    pipe.execute()
-    if status == RunStatus.queued:
-        return StartResult(
-            status=StartStatus.queued,
-            workflow=name,
-            run_id=run.id,
-            blocking_run_id=active[0],
-            message=f"queued behind run {active[0]} (on_surpass: wait)",
-        ), []
-    return StartResult(
-        status=StartStatus.started,
-        workflow=name,
-        run_id=run.id,
-        replaced=replaced,
-        message="started" + (f", replacing {', '.join(replaced)}" if replaced else ""),
-    ), replaced
+    # -- moving runs (the workflow queue's tasks) -------------------------------------------------
 
-
-def promote_queued(name: str) -> str | None:
-    """Start the queued run of ``name`` if nothing of it runs any more; returns its id."""
-    r = client()
-    active_key, queued_key = keys.workflow_active(name), keys.workflow_queued(name)
-    with r.pipeline(transaction=True) as pipe:
+    def advance(self, run_id: str, dispatcher: str | None) -> None:
+        """Dispatch the run's current step (passing steps nobody subscribes to), or end it."""
         while True:
-            try:
-                pipe.watch(active_key, queued_key)
-                queued = pipe.get(queued_key)
-                if not queued or pipe.scard(active_key):
-                    pipe.unwatch()
-                    return None
-                run = runs.load(queued, pipe)
-                pipe.multi()
-                pipe.delete(queued_key)
-                if run is not None and run.status == RunStatus.queued:
-                    started = run.model_copy(update={"status": RunStatus.running, "started_at": iso(utcnow())})
-                    runs.write(pipe, started)
-                    stats.on_run_started(pipe, name, started.started_at, run.trigger.details.get("slot"))
-                    pipe.sadd(active_key, run.id)
-                    pipe.sadd(keys.runs_active(), run.id)
-                    runs.event(pipe, "run_started", run_id=run.id, workflow=name, trigger="queued")
-                pipe.execute()
-                break
-            except redis.WatchError:
-                continue
-    if run is None or run.status != RunStatus.queued:
-        return None
-    log.info("run=%s workflow=%s started from the queue", run.id, name)
-    advance(run.id)
-    return run.id
+            found, live = self.store.load_with_live(run_id, self.clock())
+            if found is None:
+                return
+            decision = transitions.advance(found.run, Inputs(self.clock(), live, dispatcher))
+            if decision is None:
+                return
+            applied, version = self.store.apply(decision, _run_guard(found), read_version=True)
+            if applied:
+                self._carry_out(decision, live, version)
+                return
 
+    def step_done(self, run_id: str, index: int, epoch: int, results: Sequence[Any], dispatcher: str | None) -> None:
+        """The chord callback: ``results`` are the blocking subscribers' answers."""
+        answers = {o.subscriber_id: o for o in (_outcome(r) for r in results) if o is not None}
+        self.complete(run_id, index, epoch, StepCause.answered, answers, dispatcher)
 
-# ---------------------------------------------------------------------------------------------
-# Dispatching steps
-# ---------------------------------------------------------------------------------------------
+    def step_lost(self, run_id: str, index: int, epoch: int, dispatcher: str | None) -> None:
+        """The chord errback: a subscriber task died; the answers that came are read back."""
+        self.complete(run_id, index, epoch, StepCause.lost, None, dispatcher)
 
-
-@dataclass(frozen=True)
-class _Dispatch:
-    """A step the committed transition started: what to send once the record says so."""
-
-    index: int
-    epoch: int
-    blocking: list[Subscription]
-    nonblocking: list[Subscription]
-    task_ids: dict[str, str]
-    deadline_ms: int
-    timeout_s: float
-
-
-@dataclass
-class _Plan:
-    """What a transition function decided beyond the record (it may run more than once)."""
-
-    dispatch: _Dispatch | None = None
-    completed: list[int] = field(default_factory=list)
-
-
-def advance(run_id: str, run: Run | None = None) -> None:
-    """Move the run forward as far as it can go without waiting for anyone.
-
-    Idempotent: called after a start, by the supervisor and to heal; each call either starts the
-    current step (passing through every step nobody subscribes to, in the same transaction),
-    ends the run, or finds the run waiting and does nothing. ``run`` is a record the caller just
-    read, used to skip the transaction when the run is visibly waiting.
-    """
-    if run is not None and _waiting(run):
-        return
-    live = subscribers.live_by_action()
-    plan = _Plan()
-
-    def decide(current: Run) -> runs.Change | None:
-        nonlocal plan
-        plan = _Plan()
-        if current.status != RunStatus.running:
-            return None
-        step = current.current
-        if step is None:
-            return _finish_change(current)
-        if step.status.finished:  # finished without moving the index: heal (older versions did)
-            plan.completed.append(current.step_index)
-            healed = _complete(current, current.step_index, step, {}, "heal")
-            return _walk(healed.run, live, plan, healed)
-        if step.status == StepStatus.running and dispatch_state(run_id, current.step_index, step.epoch):
-            return None  # sent, or being sent: waiting for its subscribers
-        return _walk(current, live, plan, None)
-
-    change = runs.transition(run_id, decide)
-    if change is not None:
-        _after(change.run, plan, cause="advance")
-
-
-def _waiting(run: Run) -> bool:
-    step = run.current
-    if run.status != RunStatus.running or step is None:
-        return run.status != RunStatus.running
-    return step.status == StepStatus.running and dispatch_state(run.id, run.step_index, step.epoch) is not None
-
-
-def dispatch_state(run_id: str, index_: int, epoch: int) -> str | None:
-    """``claimed`` while a process sends the step, ``sent`` once it did, ``None`` if neither.
-
-    The claim is written by the transaction that starts the step and expires after
-    ``DISPATCH_CLAIM_MS`` unless the sender confirms; a step whose sender died is then started
-    again (with the next epoch) by the supervisor.
-    """
-    found: str | None = client().get(keys.dispatch_claim(run_id, index_, epoch))
-    return found
-
-
-def _walk(run: Run, live: dict[str, list[Subscription]], plan: _Plan, base: runs.Change | None) -> runs.Change:
-    """From the current step on: complete every step nobody subscribes to, start the first one
-    somebody does (or end the run), all in the one transaction being decided.
-
-    ``base`` is the change decided so far (a completed step), whose writes are kept.
-    """
-    extra = list(base.extra) if base else []
-    events = list(base.events) if base else []
-    current = run
-    while current.status == RunStatus.running and current.current is not None:
-        index_, step = current.step_index, current.current
-        subs = live.get(step.action, [])
-        now = utcnow()
-        if not subs:
-            started = step.model_copy(update={"status": StepStatus.running, "started_at": step.started_at or iso(now)})
-            done = _complete(current.with_step(index_, started), index_, started, {}, "no_subscriber")
-            extra += done.extra
-            events += done.events
-            current = done.run
-            plan.completed.append(index_)
-            continue
-        blocking = sorted((s for s in subs if s.wait_for_completion), key=lambda s: s.subscriber_id)
-        nonblocking = sorted((s for s in subs if not s.wait_for_completion), key=lambda s: s.subscriber_id)
-        timeout_s = max([step.timeout, *(s.timeout for s in blocking)])
-        deadline_ms = to_ms(now) + int(timeout_s * 1000)
-        epoch = step.epoch + 1
-        task_ids = {s.subscriber_id: uuid.uuid4().hex for s in blocking + nonblocking}
-        started = step.model_copy(
-            update={
-                "status": StepStatus.running,
-                "started_at": step.started_at or iso(now),
-                "deadline_ms": deadline_ms,
-                "epoch": epoch,
-                "dispatched": True,
-                "blocking": [s.subscriber_id for s in blocking],
-                "nonblocking": [s.subscriber_id for s in nonblocking],
-                "task_ids": list(task_ids.values()),
-            }
-        )
-        current = current.with_step(index_, started)
-        events.append(("step_started", {"step": step.name, "index": index_, "subscribers": len(blocking)}))
-        extra.append(_claim(current.id, index_, epoch))
-        plan.dispatch = _Dispatch(index_, epoch, blocking, nonblocking, task_ids, deadline_ms, timeout_s)
-        break
-    if current.status == RunStatus.running and current.current is None:
-        finished = _finish_change(current)
-        extra += finished.extra
-        events += finished.events
-        current = finished.run
-    return runs.Change(run=current, extra=extra, events=events)
-
-
-def _claim(run_id: str, index_: int, epoch: int) -> Any:
-    def write(pipe: Any) -> None:
-        pipe.set(keys.dispatch_claim(run_id, index_, epoch), "claimed", px=DISPATCH_CLAIM_MS)
-
-    return write
-
-
-def _send(run: Run, d: _Dispatch) -> None:
-    """Send a started step: chord(group(blocking), step_done) plus the non-blocking beside it."""
-    for sub in d.nonblocking:
-        _signature(run, d.index, sub, d.deadline_ms, d.task_ids[sub.subscriber_id], blocking=False).apply_async()
-    if d.blocking:
-        header = [
-            _signature(run, d.index, s, d.deadline_ms, d.task_ids[s.subscriber_id], blocking=True) for s in d.blocking
-        ]
-        callback = app.signature(STEP_DONE_TASK, args=(run.id, d.index, d.epoch), queue=WORKFLOW, immutable=True)
-        errback = app.signature(STEP_LOST_TASK, args=(run.id, d.index, d.epoch), queue=WORKFLOW, immutable=True)
-        chord(group(header, app=app), callback, app=app).apply_async(link_error=errback)
-    client().set(keys.dispatch_claim(run.id, d.index, d.epoch), "sent", ex=runs.retention_s())
-    log.info(
-        "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (timeout %.0fs)",
-        run.id, run.steps[d.index].name, len(d.blocking), len(d.nonblocking), d.timeout_s,
-    )  # fmt: skip
-    if not d.blocking:  # nothing to wait for: the non-blocking ones were sent, the step is done
-        finish_step(run.id, d.index, d.epoch, cause="no_blocking_subscriber")
-
-
-def _message(run: Run, index_: int, sub: Subscription, deadline_ms: int, blocking: bool) -> dict[str, Any]:
-    step = run.steps[index_]
-    return ActionMessage(
-        run_id=run.id,
-        workflow=run.workflow,
-        step_index=index_,
-        step=step.name,
-        action=step.action,
-        subscriber_id=sub.subscriber_id,
-        blocking=blocking,
-        deadline_ms=deadline_ms,
-        kwargs=sub.kwargs,
-    ).model_dump(mode="json")
-
-
-def _signature(run: Run, index_: int, sub: Subscription, deadline_ms: int, task_id: str, blocking: bool) -> Any:
-    return app.signature(
-        sub.task,
-        args=(_message(run, index_, sub, deadline_ms, blocking),),
-        queue=sub.queue,
-        task_id=task_id,
-        soft_time_limit=sub.timeout,
-        time_limit=hard_limit_s(sub.timeout),
-        immutable=True,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Completing steps and runs
-# ---------------------------------------------------------------------------------------------
-
-_MISSING_BY_CAUSE = {
-    "timeout": (OutcomeStatus.timed_out, "no answer before the step's deadline"),
-    "lost": (OutcomeStatus.lost, "the task died without answering (worker lost, hard time limit or revoked)"),
-}
-
-
-def complete_step(run_id: str, index_: int, epoch: int, cause: str) -> bool:
-    """Record step ``index_``'s outcome and move the run on; True if this call did it.
-
-    ``cause`` is ``callback`` (every blocking subscriber answered), ``lost`` (the chord failed:
-    a task died), ``timeout`` (the deadline passed), ``no_blocking_subscriber`` or ``heal``.
-    """
-    return finish_step(run_id, index_, epoch, cause) is not None
-
-
-def finish_step(run_id: str, index_: int, epoch: int, cause: str) -> Run | None:
-    """:func:`complete_step`, returning the committed run (``None`` if another call did it).
-
-    The same transaction passes through the following steps nobody subscribes to and starts
-    the next one somebody does, so a step costs one transaction, not three.
-    """
-    pipe = client().pipeline(transaction=False)
-    pipe.hgetall(keys.run_outcomes(run_id))
-    pipe.get(keys.workflows_version())
-    raw_answers, version = pipe.execute()
-    answers = runs.parse_outcomes(raw_answers, index_)
-    live = subscribers.live_by_action()
-    plan = _Plan()
-
-    def decide(run: Run) -> runs.Change | None:
-        nonlocal plan
-        plan = _Plan()
-        if run.status != RunStatus.running or run.step_index != index_:
-            return None
-        step = run.steps[index_]
-        if step.status != StepStatus.running:
-            if not (cause == "heal" and step.status.finished):
+    def complete(
+        self,
+        run_id: str,
+        index: int,
+        epoch: int,
+        cause: StepCause,
+        answers: Mapping[str, Outcome] | None,
+        dispatcher: str | None,
+    ) -> Run | None:
+        """Complete step ``index`` (see :func:`transitions.complete`); the committed run, or ``None``
+        if it was not that step's turn (a duplicate: a redelivered dispatcher then sends what it owes).
+        """
+        while True:
+            now = self.clock()
+            found, live = self.store.load_with_live(run_id, now)
+            if found is None:
                 return None
-        elif cause == "lost" and epoch != step.epoch:
-            return None  # an older dispatch's chord failed; the current one is still going
-        plan.completed.append(index_)
-        done = _complete(run, index_, step, answers, cause)
-        return _walk(done.run, live, plan, done)
+            step = found.run.steps[index] if index < len(found.run.steps) else None
+            known = dict(answers) if answers is not None else {}
+            if step is not None and step.status == StepStatus.running:
+                missing = [s for s in step.blocking + step.nonblocking if s not in known]
+                if missing:  # the errback, a non-blocking subscriber, or a result that is not an outcome
+                    known.update(self.tasks.answers(step, missing))
+            decision = transitions.complete(found.run, index, epoch, cause, known, Inputs(now, live, dispatcher))
+            if decision is None:
+                if dispatcher is not None:
+                    self.advance(run_id, dispatcher)
+                return None
+            applied, version = self.store.apply(decision, _run_guard(found), read_version=True)
+            if applied:
+                self._carry_out(decision, live, version)
+                return decision.run(run_id)
 
-    change = runs.transition(run_id, decide)
-    if change is None:
-        return None
-    _after(change.run, plan, cause, version or "0")
-    return change.run
+    # -- cancel, promote, supervise (producers) ---------------------------------------------------
 
+    def cancel(self, run_id: str, reason: str = "cancelled by user") -> Run | None:
+        """Cancel the run; the cancelled run, or ``None`` if it had already ended.
 
-def _after(run: Run, plan: _Plan, cause: str, version: str | None = None) -> None:
-    """What follows a committed transition: send the started step, revoke the tasks of a step
-    that timed out, end the run, emit the finished actions as events (in that order: the next
-    step should not wait for event triggers)."""
-    if plan.dispatch is not None:
-        _send(run, plan.dispatch)
-    for index_ in plan.completed:
-        step = run.steps[index_]
-        log.info(
-            "run=%s step=%s %s (%s)",
-            run.id,
-            step.name,
-            step.status.value,
-            cause if index_ == plan.completed[0] else "no subscriber",
-        )
-        if step.status == StepStatus.timed_out and step.task_ids:
-            _revoke(step.task_ids)
-    if run.status.finished:
-        _after_finish(run)
-    for index_ in plan.completed:
-        _emit_action_event(run, run.steps[index_], version)
+        Raises:
+            UnknownRun: no such run.
+        """
+        while True:
+            found = self.store.load(run_id)
+            if found is None:
+                raise UnknownRun(run_id)
+            decision = transitions.cancel(found.run, reason, self.clock(), RunEndCause.cancelled)
+            if decision is None:
+                return None
+            applied, version = self.store.apply(decision, _run_guard(found))
+            if applied:
+                log.info("run=%s cancelled: %s", run_id, reason)
+                self._carry_out(decision, {}, version)
+                return decision.run(run_id)
 
+    def promote(self, workflow: str) -> str | None:
+        """Start the workflow's queued run if nothing of it runs; its id, or ``None``."""
+        while True:
+            state, guards = self.store.admission(workflow, None, with_runs=False)
+            if not state.queued:
+                return None
+            queued = self.store.load(state.queued)
+            if queued is None:
+                return None
+            decision = transitions.promote(queued.run, state.active, self.clock())
+            if decision is None:
+                return None
+            applied, version = self.store.apply(decision, [*guards, *_run_guard(queued)])
+            if applied:
+                log.info("run=%s workflow=%s started from the queue", queued.run.id, workflow)
+                self._carry_out(decision, {}, version)
+                return queued.run.id
 
-def _complete(run: Run, index_: int, step: StepRun, answers: dict[str, Outcome], cause: str) -> runs.Change:
-    outcomes: dict[str, Outcome] = {}
-    missing_status, missing_text = _MISSING_BY_CAUSE.get(cause, (OutcomeStatus.lost, "no answer"))
-    for sub in step.blocking:
-        found = answers.get(sub)
-        outcomes[sub] = (
-            found
-            if found is not None
-            else Outcome(subscriber_id=sub, status=missing_status, error=missing_text, blocking=True)
-        )
-    for sub in step.nonblocking:
-        if sub in answers:
-            outcomes[sub] = answers[sub]
-    statuses = {o.status for s, o in outcomes.items() if s in step.blocking}
-    if step.status.finished:
-        status = step.status
-    elif OutcomeStatus.timed_out in statuses:
-        status = StepStatus.timed_out
-    elif statuses & {OutcomeStatus.error, OutcomeStatus.lost}:
-        status = StepStatus.failed
-    else:
-        status = StepStatus.done
-    errors = [f"{s}: {o.error}" for s, o in outcomes.items() if o.error and s in step.blocking]
-    finished = step.model_copy(
-        update={
-            "status": status,
-            "finished_at": step.finished_at or iso(utcnow()),
-            "outcomes": outcomes,
-            "error": "; ".join(errors)[:2000] or None,
-        }
-    )
-    updated = run.with_step(index_, finished)
-    events: list[tuple[str, dict[str, Any]]] = [
-        ("step_finished", {"step": step.name, "index": index_, "status": status.value})
-    ]
-    bad = status in (StepStatus.failed, StepStatus.timed_out)
-    if bad and step.on_error == OnError.stop:
-        steps = [
-            s if i <= index_ else s.model_copy(update={"status": StepStatus.skipped})
-            for i, s in enumerate(updated.steps)
-        ]
-        updated = updated.model_copy(
-            update={
-                "steps": steps,
-                "step_index": len(steps),
-                "status": RunStatus.failed,
-                "finished_at": iso(utcnow()),
-                "reason": f"step {step.name} {status.value} (on_error: stop)",
+    def supervise(self, run_id: str, at_ms: int) -> str | None:
+        """One supervisor look at a running run; what it did (``timed_out``, ``completed``, ``resumed``)."""
+        while True:
+            found = self.store.load(run_id)
+            if found is None:
+                return None
+            run, step = found.run, found.run.current
+            answers: dict[str, Outcome] = {}
+            if step is not None and step.status == StepStatus.running:
+                answers = self.tasks.answers(step, step.blocking)
+            decision = transitions.supervise(run, at_ms, answers)
+            if decision is None:
+                return None
+            if not decision.runs:  # only hands the run to the workflow queue again
+                self._carry_out(decision, {}, "")
+                return "resumed"
+            applied, version = self.store.apply(decision, _run_guard(found), read_version=True)
+            if applied:
+                self._carry_out(decision, {}, version)
+                finished = decision.run(run_id)
+                cause = finished.steps[run.step_index].cause if finished and step else None
+                return "timed_out" if cause == StepCause.timeout else "completed"
+
+    # -- reading runs for people ------------------------------------------------------------------
+
+    def view(self, run_id: str) -> Run:
+        """The record as people read it: live answers and progress merged into the running step,
+        answers that came after their step was decided shown apart as ``late_answers``.
+
+        Raises:
+            UnknownRun.
+        """
+        found = self.store.load(run_id)
+        if found is None:
+            raise UnknownRun(run_id)
+        progress = self.progress(run_id)
+        steps = [self._live_step(i, step, progress) for i, step in enumerate(found.run.steps)]
+        return found.run.model_copy(update={"steps": steps})
+
+    def _live_step(self, index: int, step: StepRun, progress: Mapping[tuple[int, str], Progress]) -> StepRun:
+        everyone = step.blocking + step.nonblocking
+        if step.status == StepStatus.running:
+            answers = self.tasks.answers(step, everyone)
+            outcomes = {
+                sub: answers.get(sub)
+                or Outcome(subscriber_id=sub, status=OutcomeStatus.running, blocking=sub in step.blocking)
+                for sub in everyone
             }
-        )
-    else:
-        updated = updated.model_copy(update={"step_index": index_ + 1})
-        if updated.step_index >= len(updated.steps):
-            failed = [s.name for s in updated.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
-            updated = updated.model_copy(
-                update={
-                    "status": RunStatus.failed if failed else RunStatus.succeeded,
-                    "finished_at": iso(utcnow()),
-                    "reason": f"steps with errors: {', '.join(failed)}" if failed else None,
-                }
+            late: dict[str, Outcome] = {}
+        else:
+            outcomes = dict(step.outcomes)
+            unsettled = [
+                s
+                for s in everyone
+                if s not in outcomes or outcomes[s].status in (OutcomeStatus.timed_out, OutcomeStatus.lost)
+            ]
+            answers = self.tasks.answers(step, unsettled) if unsettled else {}
+            late = {}
+            for sub, answer in answers.items():
+                decided = outcomes.get(sub)
+                if decided is None:
+                    outcomes[sub] = answer  # a non-blocking answer that came after the step ended
+                elif answer.status not in (OutcomeStatus.lost,) and answer != decided:
+                    late[sub] = answer.model_copy(update={"late": True})
+        for (i, sub), p in progress.items():
+            if i == index and sub in outcomes:
+                outcomes[sub] = outcomes[sub].model_copy(update={"progress": p})
+        return step.model_copy(update={"outcomes": outcomes, "late_answers": late})
+
+    # -- effects ------------------------------------------------------------------------------------
+
+    def _carry_out(self, decision: Decision, live: Live, version: str) -> None:
+        """What follows a commit, in this order: send (the next step should wait for nothing
+        else), revoke, end runs (promote the queued one), then start what events trigger."""
+        for write in decision.writes:
+            if isinstance(write, Record) and write.kind in ("step_finished", "run_finished"):
+                data = write.data
+                if write.kind == "step_finished":
+                    log.info("run=%s step=%s %s", data["run_id"], data["step"], data["status"])
+                else:
+                    reason = f" ({data['reason']})" if data.get("reason") else ""
+                    log.info(
+                        "run=%s workflow=%s finished: %s%s", data["run_id"], data["workflow"], data["status"], reason
+                    )
+        ordered = sorted(decision.effects, key=_effect_order)
+        for effect in ordered:
+            match effect:
+                case SendStep(run_id, index):
+                    run = decision.run(run_id)
+                    if run is not None:
+                        step = run.steps[index]
+                        self.tasks.send_step(run, index, {s.subscriber_id: s for s in live.get(step.action, ())})
+                case SendAdvance(run_id):
+                    self.tasks.send_advance(run_id)
+                case Revoke(task_ids, terminate):
+                    self.tasks.revoke(task_ids, terminate)
+                case TerminateLater(task_ids):
+                    self.tasks.terminate_later(task_ids)
+                case RunEnded(run_id, workflow, status):
+                    self.promote(workflow)
+                    self._trigger(
+                        f"{workflow}_workflow_{status.value}",
+                        {"run_id": run_id, "workflow": workflow},
+                        workflow,
+                        version,
+                    )
+                case EmitAction(action, data, source):
+                    self._trigger(action, data, source, version)
+
+    def _trigger(self, name: str, data: Mapping[str, Any], source: str, version: str) -> None:
+        """Start (through the ``workflow`` queue) every workflow an event triggers, but never the
+        workflow whose run emitted it: a workflow does not feed itself."""
+        matches = [w for w in events.matching(name, data, self.workflows(version or None)) if w != source]
+        for workflow in matches:
+            self.tasks.send_start(
+                workflow, TriggerInfo(kind=TriggerKind.event, details={"event": name, "data": dict(data)})
             )
-    extra = [_step_stats(run.workflow, finished)]
-    if updated.status.finished:
-        extra.append(_finish_writes(updated))
-        events.append(("run_finished", {"status": updated.status.value, "reason": updated.reason}))
-    return runs.Change(run=updated, extra=extra, events=events)
 
 
-def _finish_writes(run: Run) -> Any:
-    """What ending a run writes beside its record: the active sets and the run counters."""
-
-    def write(pipe: Any) -> None:
-        pipe.srem(keys.workflow_active(run.workflow), run.id)
-        pipe.srem(keys.runs_active(), run.id)
-        stats.on_run_finished(pipe, run.workflow, run.status.value, run.started_at, run.finished_at)
-
-    return write
+_ORDER = {SendStep: 0, SendAdvance: 0, Revoke: 1, TerminateLater: 1, RunEnded: 2, EmitAction: 3}
 
 
-def _step_stats(workflow: str, step: StepRun) -> Any:
-    def write(pipe: Any) -> None:
-        stats.on_step_finished(pipe, workflow, step.name, step.started_at, step.finished_at)
-
-    return write
+def _effect_order(effect: object) -> int:
+    return _ORDER.get(type(effect), 4)
 
 
-def _finish_change(run: Run) -> runs.Change:
-    """End a running run whose index is past its last step."""
-    failed = [s.name for s in run.steps if s.status in (StepStatus.failed, StepStatus.timed_out)]
-    done = run.model_copy(
-        update={
-            "status": RunStatus.failed if failed else RunStatus.succeeded,
-            "finished_at": run.finished_at or iso(utcnow()),
-            "reason": run.reason or (f"steps with errors: {', '.join(failed)}" if failed else None),
-        }
-    )
-    return runs.Change(run=done, extra=[_finish_writes(done)], events=[("run_finished", {"status": done.status.value})])
-
-
-def _after_finish(run: Run) -> None:
-    log.info(
-        "run=%s workflow=%s finished: %s%s",
-        run.id,
-        run.workflow,
-        run.status.value,
-        f" ({run.reason})" if run.reason else "",
-    )
-    from resoto_tasks import events
-
-    events.emit(
-        f"{run.workflow}_workflow_{run.status.value}",
-        {"run_id": run.id, "workflow": run.workflow},
-        source_workflow=run.workflow,
-    )
-    promote_queued(run.workflow)
-
-
-def _emit_action_event(run: Run, step: StepRun, version: str | None = None) -> None:
-    """An action is an event too: a workflow may start on ``post_collect``."""
-    from resoto_tasks import events
-
-    events.emit(
-        step.action,
-        {"run_id": run.id, "workflow": run.workflow, "status": step.status.value},
-        source_workflow=run.workflow,
-        record=False,  # the transition already appended step_finished to the stream
-        version=version,
-    )
-
-
-def _revoke(task_ids: list[str]) -> None:
+def _outcome(value: Any) -> Outcome | None:
     try:
-        app.control.revoke(task_ids, terminate=True, signal="SIGTERM")
-    except Exception as exc:  # revoking is best effort; the step's outcome is already decided
-        log.warning("could not revoke %d tasks: %s", len(task_ids), exc)
-
-
-# ---------------------------------------------------------------------------------------------
-# Cancel
-# ---------------------------------------------------------------------------------------------
-
-
-def cancel(run_id: str, reason: str = "cancelled by user") -> Run | None:
-    """Stop dispatching, mark the run cancelled, raise its abort flag and revoke running tasks.
-
-    Returns the cancelled run, or ``None`` if it had already ended.
-    """
-
-    def decide(run: Run) -> runs.Change | None:
-        if run.status.finished:
-            return None
-        was_queued = run.status == RunStatus.queued
-        steps = [
-            s.model_copy(
-                update={
-                    "status": StepStatus.cancelled,
-                    "finished_at": iso(utcnow()) if s.status == StepStatus.running else None,
-                }
-            )
-            if s.status in (StepStatus.pending, StepStatus.running)
-            else s
-            for s in run.steps
-        ]
-        done = run.model_copy(
-            update={
-                "status": RunStatus.cancelled,
-                "steps": steps,
-                "finished_at": iso(utcnow()),
-                "reason": reason,
-                "step_index": len(steps),
-            }
-        )
-
-        def writes(pipe: Any) -> None:
-            _finish_writes(done)(pipe)
-            runs.set_abort(pipe, run.id)
-            if was_queued:
-                pipe.delete(keys.workflow_queued(run.workflow))
-
-        return runs.Change(
-            run=done, extra=[writes], events=[("run_finished", {"status": "cancelled", "reason": reason})]
-        )
-
-    before = runs.load(run_id)
-    watch = [keys.workflow_queued(before.workflow)] if before else []
-    change = runs.transition(run_id, decide, watch=watch)
-    if change is None:
+        return Outcome.model_validate(value)
+    except ValueError:
         return None
-    task_ids = [t for s in (before.steps if before else []) if s.status == StepStatus.running for t in s.task_ids]
-    if task_ids:
-        _revoke(task_ids)
-    log.info("run=%s cancelled: %s", run_id, reason)
-    promote_queued(change.run.workflow)
-    return change.run

@@ -5,28 +5,28 @@ All keys start with ``RESOTO_KEY_PREFIX`` (default ``resoto``).
 =================================  ======  =====================  ==========================================
 key                                type    TTL                    written by
 =================================  ======  =====================  ==========================================
-``{p}:run:{id}``                   string  retention              runs.RunStore (JSON run record, WATCH/MULTI)
-``{p}:run:{id}:outcomes``          hash    retention              subscriber tasks (``{step}/{sub}`` -> JSON)
-``{p}:run:{id}:progress``          hash    retention              subscriber tasks (``{step}/{sub}`` -> JSON)
-``{p}:run:{id}:abort``             string  retention              runs.RunStore.cancel (abort flag)
+``{p}:run:{id}``                   string  retention              runs.RunStore.apply (JSON run record, guarded Lua)
+``{p}:run:{id}:progress``          hash    retention (at end)     subscriber tasks (``{step}/{sub}`` -> JSON)
+``{p}:run:{id}:abort``             string  retention              a cancel or replace (the abort flag)
 ``{p}:runs``                       zset    -                      index of all runs, score = created ms
 ``{p}:runs:wf:{name}``             zset    -                      index of one workflow's runs
 ``{p}:runs:active``                set     -                      ids of runs in status running
 ``{p}:wf:{name}:active``           set     -                      ids of running runs of one workflow
 ``{p}:wf:{name}:queued``           string  -                      id of the one queued (``wait``) run
 ``{p}:slot:{name}:{due}``          string  retention              run id that took a schedule slot
-``{p}:dispatch:{id}:{step}:{ep}``  string  10 s, then retention   "claimed" while a step is sent, "sent" after
-``{p}:subs:def``                   hash    -                      subscription key -> JSON definition
-``{p}:subs:live``                  zset    -                      ``{sub}|{holder}``, score = expiry ms
+``{p}:subs:live``                  zset    -                      ``{holder}|{subscription JSON}``, score = expiry ms
 ``{p}:events``                     stream  MAXLEN ~               every event and run/step transition
 ``{p}:workflows``                  hash    -                      user workflows added at runtime (YAML)
 ``{p}:workflows:version``          string  -                      bumped on every workflow change
 ``{p}:schedule:paused``            hash    -                      workflow -> JSON {note, at}
 ``{p}:supervisor:lock``            string  one period             the process running a supervisor tick
-``{p}:worker:{hostname}``          string  subscriber TTL         a worker's heartbeat (JSON: queues, pid)
+``{p}:worker:{hostname}``          string  subscriber TTL         a worker's heartbeat (JSON: queues, pid, tasks held)
 ``{p}:run:{id}:ledger``            hash    retention              the cleaner: every cleanup decision of a run
 ``{p}:stats:{name}``               hash    -                      stats: counters and sums for /metrics
 =================================  ======  =====================  ==========================================
+
+A subscriber's answer is not a key of ours: it is its Celery task's result (the result backend's
+``celery-task-meta-<task id>``), handed to the step callback by the chord.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ def run(run_id: str) -> str:
     return f"{_p()}:run:{run_id}"
 
 
-def run_outcomes(run_id: str) -> str:
-    return f"{_p()}:run:{run_id}:outcomes"
 
 
 def run_progress(run_id: str) -> str:
@@ -82,12 +80,8 @@ def slot(name: str, due_iso: str) -> str:
     return f"{_p()}:slot:{name}:{due_iso}"
 
 
-def dispatch_claim(run_id: str, step_index: int, epoch: int) -> str:
-    return f"{_p()}:dispatch:{run_id}:{step_index}:{epoch}"
 
 
-def subscriptions() -> str:
-    return f"{_p()}:subs:def"
 
 
 def subscriptions_live() -> str:

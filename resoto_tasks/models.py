@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from croniter import croniter
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -120,12 +121,16 @@ class Step(Frozen):
 
     name: str
     action: str
-    timeout: float = Field(default=300.0, gt=0, description="seconds")
+    timeout_s: float = Field(default=300.0, gt=0)
     on_error: OnError = OnError.continue_
 
 
 class StepDefinition(Frozen):
-    """A step as users write it; expands to ``pre_<action>``, ``<action>``, ``post_<action>``."""
+    """A step as users write it; expands to ``pre_<action>``, ``<action>``, ``post_<action>``.
+
+    ``timeout`` is the user's word and takes a duration with its unit (``30s``, ``5m``) or seconds;
+    the expanded :class:`Step` names it ``timeout_s``.
+    """
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     action: Annotated[str | None, Field(pattern=NAME_PATTERN)] = None
@@ -139,11 +144,12 @@ class StepDefinition(Frozen):
 
     def expand(self) -> list[Step]:
         action = self.action or self.name
-        timeout = float(self.timeout)
+        timeout_s = float(self.timeout)
         names = [f"pre_{self.name}", self.name, f"post_{self.name}"]
         actions = [f"pre_{action}", action, f"post_{action}"]
         return [
-            Step(name=n, action=a, timeout=timeout, on_error=self.on_error) for n, a in zip(names, actions, strict=True)
+            Step(name=n, action=a, timeout_s=timeout_s, on_error=self.on_error)
+            for n, a in zip(names, actions, strict=True)
         ]
 
 
@@ -202,28 +208,42 @@ class RunStatus(StrEnum):
     running = "running"
     """Steps are being dispatched."""
     succeeded = "succeeded"
-    """Ended; no step failed or timed out."""
+    """Ended; every step ran (steps that failed under ``on_error: continue`` set ``has_errors``)."""
     failed = "failed"
-    """Ended; at least one step failed or timed out."""
+    """Ended early: a step failed or timed out under ``on_error: stop``."""
     cancelled = "cancelled"
-    """Ended by a cancel (or replaced by a newer run)."""
+    """Ended by a cancel, or replaced by a newer run."""
 
     @property
     def finished(self) -> bool:
         return self in (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled)
 
 
+class RunEndCause(StrEnum):
+    """Why a run ended: the closed vocabulary behind ``reason``'s text."""
+
+    completed = "completed"
+    """Every step ran."""
+    stopped = "stopped"
+    """A step failed or timed out under ``on_error: stop``; the rest were skipped."""
+    cancelled = "cancelled"
+    """Someone cancelled it."""
+    replaced = "replaced"
+    """A newer run of the workflow replaced it (``on_surpass: replace``)."""
+
+
 class StepStatus(StrEnum):
     pending = "pending"
     """Not started yet."""
     running = "running"
-    """Dispatched; waiting for its blocking subscribers."""
+    """Sent; waiting for its blocking subscribers."""
     done = "done"
     """Every blocking subscriber answered done."""
     failed = "failed"
     """At least one blocking subscriber answered with an error (or was lost)."""
     timed_out = "timed_out"
-    """The deadline passed before every blocking subscriber answered."""
+    """The deadline passed before every blocking subscriber answered, or a subscriber overran its own
+    timeout."""
     skipped = "skipped"
     """Never ran: an earlier step stopped the run."""
     cancelled = "cancelled"
@@ -233,12 +253,31 @@ class StepStatus(StrEnum):
     def finished(self) -> bool:
         return self not in (StepStatus.pending, StepStatus.running)
 
+    @property
+    def bad(self) -> bool:
+        return self in (StepStatus.failed, StepStatus.timed_out)
+
+
+class StepCause(StrEnum):
+    """What ended a step: the input that made its completion transition."""
+
+    answered = "answered"
+    """The chord callback: every blocking subscriber answered."""
+    lost = "lost"
+    """The chord errback: a subscriber task died without answering."""
+    timeout = "timeout"
+    """The supervisor: the deadline passed."""
+    no_subscriber = "no_subscriber"
+    """Nobody subscribes to the action: the step passed at once."""
+    no_blocking_subscriber = "no_blocking_subscriber"
+    """Only non-blocking subscribers: they were sent and the step passed at once."""
+
 
 class OutcomeStatus(StrEnum):
     done = "done"
     error = "error"
     timed_out = "timed_out"
-    """No answer before the step's deadline."""
+    """No answer before the step's deadline, or the subscriber overran its own timeout."""
     lost = "lost"
     """The task died without answering (worker lost, hard time limit, revoked)."""
     running = "running"
@@ -249,7 +288,7 @@ class Progress(Frozen):
     current: int = 0
     total: int | None = None
     message: str | None = None
-    at: str | None = None
+    at: AwareDatetime | None = None
 
 
 class Outcome(Frozen):
@@ -260,8 +299,8 @@ class Outcome(Frozen):
     error: str | None = None
     result: Any = None
     progress: Progress | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
     late: bool = False
     blocking: bool = True
 
@@ -272,22 +311,27 @@ class TriggerInfo(Frozen):
 
 
 class StepRun(Frozen):
+    """One step of a run. ``epoch`` counts its dispatches: an answer or callback of an older
+    dispatch is recognised and ignored; ``dispatcher`` is the workflow task that owns sending it."""
+
     name: str
     action: str
     on_error: OnError
-    timeout: float
+    timeout_s: float
     status: StepStatus = StepStatus.pending
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
     deadline_ms: int | None = None
     epoch: int = 0
-    dispatched: bool = False
+    dispatcher: str | None = None
+    cause: StepCause | None = None
     blocking: list[str] = Field(default_factory=list)
     nonblocking: list[str] = Field(default_factory=list)
-    task_ids: list[str] = Field(default_factory=list)
+    task_ids: dict[str, str] = Field(default_factory=dict)
+    """Subscriber id -> the Celery task id of its task in this epoch."""
     outcomes: dict[str, Outcome] = Field(default_factory=dict)
     late_answers: dict[str, Outcome] = Field(default_factory=dict)
-    """Answers that came after the step timed out or lost them: recorded, not counted."""
+    """Answers that came after the step timed out or lost them: shown, not counted."""
     error: str | None = None
 
 
@@ -298,13 +342,17 @@ class Run(Frozen):
     workflow: str
     trigger: TriggerInfo
     status: RunStatus
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    updated_ms: int = 0
+    """When a transition last changed the record (the supervisor resumes runs idle past a grace)."""
     step_index: int = 0
     steps: list[StepRun]
+    cause: RunEndCause | None = None
     reason: str | None = None
-    ledger: dict[str, Any] | None = None
+    has_errors: bool = False
+    """A step failed or timed out, whether or not the run went on (``on_error: continue``)."""
 
     @property
     def current(self) -> StepRun | None:
@@ -344,7 +392,7 @@ class Subscription(Frozen):
     subscriber_id: str
     task: str
     queue: str
-    timeout: float = 300.0
+    timeout_s: float = 300.0
     wait_for_completion: bool = True
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
@@ -364,6 +412,8 @@ class ActionMessage(Frozen):
     subscriber_id: str
     blocking: bool
     deadline_ms: int
+    timeout_s: float = 300.0
+    epoch: int = 0
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 

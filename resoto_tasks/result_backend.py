@@ -1,20 +1,26 @@
-"""Celery's Redis result backend, minus the result subscription on every send.
+"""Celery's Redis result backend, minus what nobody here listens to.
 
 Celery's Redis backend subscribes (``SUBSCRIBE celery-task-meta-<id>``) to every task a
-non-worker process sends, so that ``AsyncResult.get()`` can wait without polling. resoto-tasks
-never waits on an ``AsyncResult``: subscribers record their outcomes in the run record and the
-chord's counting happens in the backend's Lua script. The subscriptions only cost round trips
-and, at interpreter exit, print ``Exception ignored in AsyncResult.__del__`` noise. Everything
-else (chord counting, result storage, errbacks) is the stock backend.
+non-worker process sends, and publishes every stored result on that channel, so that
+``AsyncResult.get()`` can wait without polling. resoto-tasks never waits on an ``AsyncResult``
+for its own tasks: the chord hands the subscribers' answers to the step callback, and views read
+the stored results. So this backend neither subscribes on send nor publishes the results of
+action tasks (``resoto_action``) and of the ``workflow`` tasks: one command fewer per subscriber
+per step. Results of any other task (a user's own) are published as usual. Everything else
+(chord counting, result storage, errbacks) is the stock backend.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery.backends.redis import RedisBackend
 
 SCHEME_PREFIX = "resoto_tasks.result_backend:ResultBackend+"
+QUIET_PREFIX = "resoto.workflow."
+
+_quiet = threading.local()
 
 
 class ResultBackend(RedisBackend):  # type: ignore[misc]  # celery is untyped
@@ -23,6 +29,32 @@ class ResultBackend(RedisBackend):  # type: ignore[misc]  # celery is untyped
 
     def on_result_fulfilled(self, result: Any) -> None:
         """Nothing to unsubscribe from (called when an ``AsyncResult`` is garbage collected)."""
+
+    def store_result(
+        self, task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
+    ) -> Any:
+        _quiet.on = self._is_quiet(request)
+        try:
+            return super().store_result(task_id, result, state, traceback, request, **kwargs)
+        finally:
+            _quiet.on = False
+
+    def _is_quiet(self, request: Any) -> bool:
+        name = getattr(request, "task", None) or ""
+        if name.startswith(QUIET_PREFIX):
+            return True
+        task = self.app.tasks.get(name) if name else None
+        return bool(getattr(task, "resoto_action", False))
+
+    def _set(self, key: str, value: Any, expires: int | None = None) -> None:
+        if not getattr(_quiet, "on", False):
+            super()._set(key, value, expires)
+            return
+        expires = self.expires if expires is None else expires
+        if expires:
+            self.client.setex(key, expires, value)
+        else:
+            self.client.set(key, value)
 
 
 def backend_url(url: str) -> str:

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     events_maxlen: int = 10_000
     visibility_timeout_s: int = 4 * 3600
     default_step_timeout_s: float = 300.0
+    cancel_grace_s: float = 30.0
+    """A cancelled run's tasks may stop by themselves (``check_abort``) this long before they are terminated."""
     timezone: str = "UTC"
     schedule_overrides: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     missed_slot_grace_s: float = 3600.0

@@ -23,16 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import redis
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from resoto_tasks import keys, runs
-from resoto_tasks.celery_app import app
-from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, Subscription
+from resoto_tasks import keys
+from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, Progress, Subscription
 from resoto_tasks.redis_conn import client
 from resoto_tasks.routing import queue_for_action
 from resoto_tasks.settings import get_settings
-from resoto_tasks.timeutil import iso, now_ms, utcnow
+from resoto_tasks.timeutil import now_ms, utcnow
 from resoto_tasks.worker_options import WorkerOptions
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ class ActionContext:
     @property
     def aborted(self) -> bool:
         """True once the run was cancelled; long subscribers check it between batches."""
-        return runs.is_aborted(self.message.run_id)
+        return is_aborted(self.message.run_id)
 
     def check_abort(self) -> None:
         """Raise :class:`Aborted` if the run was cancelled."""
@@ -103,7 +102,7 @@ class ActionContext:
             log.debug("run=%s step=%s progress not recorded: %s", self.run_id, self.step, exc)
 
     def _report(self, current: int, total: int | None, message: str | None) -> None:
-        runs.record_progress(self.message, current, total, message)
+        record_progress(self.message, current, total, message)
         if self.task is not None and self.task.request.id:
             self.task.update_state(
                 state="PROGRESS",
@@ -129,13 +128,16 @@ def _json_safe(value: Any) -> tuple[Any, str | None]:
 
 
 def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, Any]:
-    """Run ``fn`` for one action message and record its outcome; never raises.
+    """Run ``fn`` for one action message; its answer is the task's result. Never raises.
 
-    Exceptions become an ``error`` outcome so that a failing subscriber never fails the chord
-    (a failed chord header would skip the step callback and fail the rest of the canvas).
+    The answer (an :class:`Outcome` as JSON) travels as the task's result: the chord counts it and
+    hands it to the step callback, and the result backend keeps it for views and the supervisor.
+    Exceptions become an ``error`` outcome, so a failing subscriber never fails the chord (a
+    failed chord header would skip the step callback and fail the rest of the canvas); a
+    subscriber that overruns its own timeout answers ``timed_out``.
     """
     message = ActionMessage.model_validate(raw)
-    started = iso(utcnow())
+    started = utcnow()
     ctx = ActionContext(message=message, task=task)
     status, error, result = OutcomeStatus.done, None, None
     t0 = time.monotonic()
@@ -144,13 +146,13 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
             # Redelivered (or queued) past its step's deadline: the step was decided without it.
             # Running it now could act on a later state (a cleanup deleting newer marks).
             raise Aborted("the task arrived after its step's deadline; not run")
-        if runs.is_aborted(message.run_id):
+        if is_aborted(message.run_id):
             raise Aborted(f"run {message.run_id} was cancelled before the task started")
         result, error = _json_safe(fn(ctx))
         if error is not None:
             status = OutcomeStatus.error
     except SoftTimeLimitExceeded:
-        status, error = OutcomeStatus.error, "soft time limit exceeded"
+        status, error = OutcomeStatus.timed_out, f"overran its timeout of {message.timeout_s:g} s"
     except Aborted as exc:
         status, error = OutcomeStatus.error, f"aborted: {exc}"
     except Exception as exc:
@@ -168,10 +170,9 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
         error=error,
         result=result,
         started_at=started,
-        finished_at=iso(utcnow()),
+        finished_at=utcnow(),
         blocking=message.blocking,
     )
-    _record_with_retry(message, outcome)
     log.info(
         "run=%s step=%s subscriber=%s %s in %.3fs",
         message.run_id,
@@ -180,33 +181,22 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
         status.value,
         time.monotonic() - t0,
     )
-    return {"subscriber_id": message.subscriber_id, "status": status.value}
+    return outcome.model_dump(mode="json")
 
 
-RECORD_RETRY_S = 60.0
+def is_aborted(run_id: str) -> bool:
+    """The run's abort flag (raised by a cancel or a replace)."""
+    return bool(client().exists(keys.run_abort(run_id)))
 
 
-def _record_with_retry(message: ActionMessage, outcome: Outcome) -> None:
-    """Record the answer, riding out a short Redis outage (finished work must not read as lost).
-
-    Raises:
-        redis.RedisError: Redis stayed away for ``RECORD_RETRY_S``; the task fails and the
-            chord's errback records the answer as lost.
-    """
-    delay_s, give_up = 0.2, time.monotonic() + RECORD_RETRY_S
-    while True:
-        try:
-            runs.record_outcome(message, outcome)
-            return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() + delay_s > give_up:
-                raise
-            log.warning(
-                "run=%s step=%s subscriber=%s answer not recorded (%s); retrying in %.1fs",
-                message.run_id, message.step, message.subscriber_id, exc, delay_s,
-            )  # fmt: skip
-            time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 5.0)
+def record_progress(message: ActionMessage, current: int, total: int | None, text: str | None) -> None:
+    """Progress beside the run (``{p}:run:{id}:progress``), shown by ``runs show`` while it runs."""
+    progress = Progress(current=current, total=total, message=text, at=utcnow())
+    client().hset(
+        keys.run_progress(message.run_id),
+        keys.outcome_field(message.step_index, message.subscriber_id),
+        progress.model_dump_json(),
+    )
 
 
 def action_task(name: str, queue: str) -> Callable[[ActionFn], Task]:
@@ -219,7 +209,9 @@ def action_task(name: str, queue: str) -> Callable[[ActionFn], Task]:
         body.__name__ = fn.__name__
         body.__doc__ = fn.__doc__
         body.__module__ = fn.__module__
-        task: Task = app.task(name=name, bind=True, queue=queue)(body)
+        # A shared task: registered with the app the process composes, whenever that happens,
+        # so defining a hook builds no app and reads no settings.
+        task: Task = shared_task(name=name, bind=True, queue=queue, resoto_action=True)(body)
         return task
 
     return decorate
@@ -230,7 +222,7 @@ def subscriber(
     *,
     name: str | None = None,
     queue: str | None = None,
-    timeout: float = 300.0,
+    timeout_s: float = 300.0,
     blocking: bool = True,
 ) -> Callable[[ActionFn], Task]:
     """Subscribe ``fn(ctx)`` to ``action``; a worker that imports the module registers it.
@@ -249,7 +241,7 @@ def subscriber(
                 subscriber_id=task_name,
                 task=task_name,
                 queue=target,
-                timeout=timeout,
+                timeout_s=timeout_s,
                 wait_for_completion=blocking,
             )
         )
@@ -276,60 +268,87 @@ def subscriptions_for(options: WorkerOptions) -> list[Subscription]:
 # ---------------------------------------------------------------------------------------------
 # The registry in Redis
 # ---------------------------------------------------------------------------------------------
+#
+# One sorted set: a member per (holder, subscription), ``{holder}|{subscription JSON}``, scored by
+# when the holder's promise expires. A step reads every live subscription with one
+# ZRANGEBYSCORE (no second lookup of definitions); expired members are pruned by the heartbeat.
+
+_SEP = "|"
+
+
+def _member(holder: str, sub: Subscription) -> str:
+    return f"{holder}{_SEP}{sub.model_dump_json()}"
 
 
 def register(subs: list[Subscription], holder: str, ttl_s: float | None = None) -> None:
-    """Store ``subs`` and mark ``holder`` as keeping them alive for ``ttl_s`` (also the heartbeat)."""
+    """Mark ``holder`` as keeping ``subs`` alive for ``ttl_s`` (also the heartbeat)."""
     if not subs:
         return
     ttl = ttl_s if ttl_s is not None else get_settings().subscriber_ttl_s
-    expires = now_ms() + int(ttl * 1000)
-    pipe = client().pipeline(transaction=True)
-    pipe.hset(keys.subscriptions(), mapping={s.key: s.model_dump_json() for s in subs})
-    pipe.zadd(keys.subscriptions_live(), {f"{s.key}|{holder}": expires for s in subs})
+    now = now_ms()
+    pipe = client().pipeline(transaction=False)
+    pipe.zremrangebyscore(keys.subscriptions_live(), "-inf", now)
+    pipe.zadd(keys.subscriptions_live(), {_member(holder, s): now + int(ttl * 1000) for s in subs})
     pipe.execute()
 
 
 def unregister(holder: str) -> None:
     """Drop every liveness entry of ``holder`` (a worker shutting down cleanly)."""
     r = client()
-    members = [m for m in r.zrange(keys.subscriptions_live(), 0, -1) if m.rsplit("|", 1)[-1] == holder]
+    prefix = f"{holder}{_SEP}"
+    members = [m for m in r.zrange(keys.subscriptions_live(), 0, -1) if m.startswith(prefix)]
     if members:
         r.zrem(keys.subscriptions_live(), *members)
 
 
-def live_by_action(at_ms: int | None = None) -> dict[str, list[Subscription]]:
-    """Every live subscription, by action: one snapshot for all the steps a dispatch passes."""
+def queue_live_read(pipe: Any, at_ms: int) -> None:
+    """Queue the one read of the live subscriptions on the caller's pipeline."""
+    pipe.zrangebyscore(keys.subscriptions_live(), at_ms, "+inf", withscores=True)
+
+
+def parse_live(members: list[tuple[str, float]]) -> list[Subscription]:
+    """The live subscriptions from the read: one per key, the definition renewed last wins."""
+    newest: dict[str, tuple[float, Subscription]] = {}
+    for member, score in members:
+        _, _, raw = member.partition(_SEP)
+        try:
+            sub = Subscription.model_validate_json(raw)
+        except ValueError:  # written by another version: not ours to dispatch
+            continue
+        if sub.key not in newest or score >= newest[sub.key][0]:
+            newest[sub.key] = (score, sub)
+    return [newest[k][1] for k in sorted(newest)]
+
+
+def by_action(subs: list[Subscription]) -> dict[str, list[Subscription]]:
     found: dict[str, list[Subscription]] = {}
-    for sub in live(at_ms=at_ms):
+    for sub in subs:
         found.setdefault(sub.action, []).append(sub)
     return found
 
 
-def live(action: str | None = None, at_ms: int | None = None) -> list[Subscription]:
-    """Subscriptions with at least one live holder, optionally only those of ``action``.
+def live_by_action(at_ms: int | None = None) -> dict[str, list[Subscription]]:
+    """Every live subscription, by action: one snapshot for all the steps a dispatch passes."""
+    return by_action(live(at_ms=at_ms))
 
-    Expired liveness entries are pruned on the way (cheap: one ZREMRANGEBYSCORE).
-    """
-    r = client()
-    now = at_ms if at_ms is not None else now_ms()
-    pipe = r.pipeline(transaction=False)
-    pipe.zremrangebyscore(keys.subscriptions_live(), "-inf", now)
-    pipe.zrange(keys.subscriptions_live(), 0, -1)
-    _, members = pipe.execute()
-    live_keys = sorted({m.rsplit("|", 1)[0] for m in members})
-    if action is not None:
-        live_keys = [k for k in live_keys if k.split("/", 1)[0] == action]
-    if not live_keys:
-        return []
-    raw = r.hmget(keys.subscriptions(), live_keys)
-    return [Subscription.model_validate_json(v) for v in raw if v]
+
+def live(action: str | None = None, at_ms: int | None = None) -> list[Subscription]:
+    """Subscriptions with at least one live holder, optionally only those of ``action``."""
+    pipe = client().pipeline(transaction=False)
+    queue_live_read(pipe, at_ms if at_ms is not None else now_ms())
+    (members,) = pipe.execute()
+    found = parse_live(members)
+    return [s for s in found if action is None or s.action == action]
 
 
 def holders() -> dict[str, list[str]]:
     """Subscription key -> the holders keeping it alive (for ``subscribers list``)."""
     found: dict[str, list[str]] = {}
     for member in client().zrangebyscore(keys.subscriptions_live(), now_ms(), "+inf"):
-        key, holder = member.rsplit("|", 1)
-        found.setdefault(key, []).append(holder)
+        holder, _, raw = member.partition(_SEP)
+        try:
+            sub = Subscription.model_validate_json(raw)
+        except ValueError:
+            continue
+        found.setdefault(sub.key, []).append(holder)
     return found

@@ -1,4 +1,8 @@
-"""Clock helpers: UTC everywhere, units in names, ISO 8601 at the edges."""
+"""Clock helpers: UTC everywhere, units in names, ISO 8601 only at the edges.
+
+Inside, a time is an aware ``datetime`` (run records, outcomes) or an integer ``*_ms`` (deadlines,
+scores); :func:`parse_time` is the one way text becomes a time.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,23 @@ def from_ms(ms: int | float) -> datetime:
 
 def to_ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (``Z`` or an offset; a naive one is taken as UTC) as an aware datetime.
+
+    Raises:
+        ValueError: not an ISO 8601 time.
+    """
+    parsed = datetime.fromisoformat(text.strip())
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """``end - start`` in seconds (never negative), or ``None`` if either is missing."""
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
 
 
 def iso(dt: datetime | None) -> str | None:

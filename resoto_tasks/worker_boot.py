@@ -18,6 +18,11 @@ from typing import Any
 import click
 from celery import bootsteps
 
+from resoto_tasks import keys, subscribers, supervisor
+from resoto_tasks.redis_conn import client
+from resoto_tasks.routing import WORKFLOW
+from resoto_tasks.settings import get_settings
+from resoto_tasks.wiring import engine_for
 from resoto_tasks.worker_options import WorkerOptions, set_current, start_hooks
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,7 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
             metrics_port=options.get("metrics_port"),
         )
         set_current(self.options)
+        self.app = parent.app
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -96,17 +102,12 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
     def stop(self, parent: Any) -> None:
         self._stop.set()
         try:
-            from resoto_tasks import keys, subscribers
-            from resoto_tasks.redis_conn import client
-
             subscribers.unregister(self.options.hostname)
             client().delete(keys.worker_alive(self.options.hostname))
         except Exception as exc:  # shutting down: Redis may be gone; the TTL cleans up
             log.warning("could not unregister subscriptions on shutdown: %s", exc)
 
     def _loop(self) -> None:
-        from resoto_tasks.settings import get_settings
-
         settings = get_settings()
         period = max(0.2, min(settings.subscriber_ttl_s / 4, settings.supervisor_interval_s))
         while not self._stop.wait(period):
@@ -116,11 +117,6 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
                 log.warning("heartbeat failed (retrying in %.1fs): %s", period, exc)
 
     def _beat_once(self) -> None:
-        from resoto_tasks import keys, subscribers, supervisor
-        from resoto_tasks.redis_conn import client
-        from resoto_tasks.routing import WORKFLOW
-        from resoto_tasks.settings import get_settings
-
         settings = get_settings()
         subs = subscribers.subscriptions_for(self.options)
         subscribers.register(subs, self.options.hostname)
@@ -130,7 +126,7 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
             px=int(settings.subscriber_ttl_s * 1000),
         )
         if WORKFLOW in self.options.queues:
-            supervisor.tick_if_due()
+            supervisor.tick_if_due(engine_for(self.app))
 
 
 def _consumed_queues(parent: Any) -> list[str]:

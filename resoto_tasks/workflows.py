@@ -81,7 +81,7 @@ def builtin_workflows() -> dict[str, Workflow]:
     found: dict[str, Workflow] = {}
     for name, groups in BUILTIN_COMPOSITION.items():
         steps = [
-            Step(name=a, action=a, timeout=BUILTIN_STEP_TIMEOUT_S, on_error=OnError.continue_)
+            Step(name=a, action=a, timeout_s=BUILTIN_STEP_TIMEOUT_S, on_error=OnError.continue_)
             for g in groups
             for a in STEP_GROUPS[g]
         ]

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from resoto_tasks import ledger, runs, stats
-from resoto_tasks.ledger import Decision, Entry
+from resoto_tasks import runs, stats
 from resoto_tasks.models import OutcomeStatus, Subscription
 from resoto_tasks.redis_conn import client
 from resoto_tasks.routing import CLEANUP
@@ -34,7 +33,9 @@ from resoto_tasks.store.resources import Mark, Resource, ResourceRef
 from resoto_tasks.subscribers import ActionContext, action_task, subscription_source
 from resoto_tasks.timeutil import utcnow
 from resoto_tasks.worker_options import WorkerOptions, current
+from worker import ledger
 from worker.config import worker_settings
+from worker.ledger import Decision, Entry
 from worker.providers.base import Provider, load_provider
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def cleanup_subscriptions(options: WorkerOptions) -> list[Subscription]:
                 subscriber_id="cleanup_plan:expired",
                 task=PLAN_TASK,
                 queue=CLEANUP,
-                timeout=settings.cleanup_plan_timeout_s,
+                timeout_s=settings.cleanup_plan_timeout_s,
             )
         )
     if options.cleanup:
@@ -75,7 +76,7 @@ def cleanup_subscriptions(options: WorkerOptions) -> list[Subscription]:
                 subscriber_id="cleanup:delete",
                 task=CLEAN_TASK,
                 queue=CLEANUP,
-                timeout=settings.cleanup_timeout_s,
+                timeout_s=settings.cleanup_timeout_s,
             )
         )
     return found

@@ -57,7 +57,7 @@ def collect_subscriptions(options: WorkerOptions) -> list[Subscription]:
     return [
         Subscription(
             action="collect", subscriber_id=subscriber_id(p, a), task=COLLECT_TASK, queue=COLLECT,
-            timeout=timeout, kwargs={"provider": p, "account": a},
+            timeout_s=timeout, kwargs={"provider": p, "account": a},
         )
         for p, a in configured_accounts()
     ]  # fmt: skip

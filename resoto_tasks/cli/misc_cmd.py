@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resoto_tasks import events, subscribers
+from resoto_tasks import events, runtime, subscribers
 from resoto_tasks.cli.common import EXIT_USAGE, JsonOpt, console, fail, handle_errors, print_json
 
 subscribers_app = typer.Typer(help="Who answers which action.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def list_subscribers(json_: JsonOpt = False) -> None:
             escape(s.subscriber_id),
             s.task,
             s.queue,
-            f"{s.timeout:g}s",
+            f"{s.timeout_s:g}s",
             "yes" if s.wait_for_completion else "no",
             ", ".join(held.get(s.key, [])),
         )
@@ -55,7 +55,7 @@ def emit(
             fail(f"--data is not valid JSON: {exc}", EXIT_USAGE)
         if not isinstance(payload, dict):
             fail("--data must be a JSON object", EXIT_USAGE)
-    results = events.emit(name, payload)
+    results = runtime.engine().emit(name, payload)
     if json_:
         print_json([r.model_dump(mode="json") for r in results])
         return

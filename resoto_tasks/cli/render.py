@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
 from resoto_tasks.models import OutcomeStatus, Run, RunStatus, StepRun, StepStatus, Workflow
+from resoto_tasks.timeutil import iso, seconds_between
 
 STATUS_STYLE = {
     RunStatus.queued: "yellow",
@@ -26,15 +28,13 @@ STATUS_STYLE = {
 }
 
 
-def _parse(ts: str | None) -> datetime | None:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+def duration_s(start: datetime | None, end: datetime | None) -> float | None:
+    return seconds_between(start, end)
 
 
-def duration_s(start: str | None, end: str | None) -> float | None:
-    a, b = _parse(start), _parse(end)
-    if a is None or b is None:
-        return None
-    return (b - a).total_seconds()
+def clock_time(at: datetime | None) -> str:
+    """``HH:MM:SS.mmm`` in UTC, or nothing."""
+    return iso(at)[11:23] if at else ""  # type: ignore[index]  # iso() of a datetime is a str
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -81,7 +81,7 @@ def runs_table(found: list[Run]) -> Table:
             run.workflow,
             styled(run.status),
             f"{run.trigger.kind.value} {slot}".strip(),
-            run.started_at or run.created_at,
+            iso(run.started_at or run.created_at),
             fmt_duration(duration_s(run.started_at, run.finished_at)),
             ", ".join(bad),
         )
@@ -97,7 +97,7 @@ def _progress(step: StepRun) -> str:
     return ", ".join(parts)
 
 
-def run_timeline(run: Run) -> RenderableType:
+def run_timeline(run: Run, ledger: dict[str, Any] | None = None) -> RenderableType:
     """The run as a step timeline with durations, answers and the cleanup ledger's totals."""
     title = Text.assemble(
         (run.id, "bold"),
@@ -122,15 +122,15 @@ def run_timeline(run: Run) -> RenderableType:
             str(i + 1),
             step.name,
             styled(step.status),
-            (step.started_at or "")[11:23],
+            clock_time(step.started_at),
             fmt_duration(duration_s(step.started_at, step.finished_at)),
             subs,
             Text(detail[:120]),  # error text is not markup
         )
     parts: list[RenderableType] = [title, table]
     if run.reason:
-        parts.append(Text(f"reason: {run.reason}", style="yellow"))
-    if run.ledger:
-        totals = run.ledger.get("totals", {})
+        parts.append(Text(f"reason: {run.reason}", style="yellow" if run.has_errors else ""))
+    if ledger:
+        totals = ledger.get("totals", {})
         parts.append(Text("cleanup ledger: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))))
     return Group(*parts)

@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 
-from resoto_tasks import engine, runs
+from resoto_tasks import runs, runtime
 from resoto_tasks.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_STARTED,
@@ -26,6 +26,7 @@ from resoto_tasks.cli.common import (
 from resoto_tasks.cli.render import run_timeline, runs_table
 from resoto_tasks.models import Run, RunStatus, StartStatus, TriggerInfo, TriggerKind
 from resoto_tasks.redis_conn import check
+from worker import ledger
 
 app = typer.Typer(help="Runs: history, details, cancel.", no_args_is_help=True)
 
@@ -34,18 +35,19 @@ def wait_for(run_id: str, timeout_s: float | None, live: bool, tick: Callable[[]
     """Poll the run until it ends; ``None`` if ``timeout_s`` passed first. ``tick`` is called on
     every poll (``up`` watches its children there)."""
     deadline = time.monotonic() + timeout_s if timeout_s else None
+    engine = runtime.engine()
     if not live:
         while True:
             run = runs.get(run_id)
             if run.status.finished:
-                return runs.view(run_id)
+                return engine.view(run_id)
             if deadline and time.monotonic() > deadline:
                 return None
             tick()
             time.sleep(0.05)
     with Live(console=console, refresh_per_second=8, transient=False) as display:
         while True:
-            run = runs.view(run_id)
+            run = engine.view(run_id)
             display.update(run_timeline(run))
             if run.status.finished:
                 return run
@@ -57,6 +59,17 @@ def wait_for(run_id: str, timeout_s: float | None, live: bool, tick: Callable[[]
 
 def exit_code(run: Run | None) -> int:
     return EXIT_OK if run is not None and run.status == RunStatus.succeeded else EXIT_FAILED
+
+
+def run_document(run: Run) -> dict[str, object]:
+    """The JSON of ``runs show --json``: the record (live answers merged) and its cleanup ledger."""
+    return {**run.model_dump(mode="json"), "ledger": ledger.summary(run.id)}
+
+
+def warn_errors(run: Run) -> None:
+    """A run that succeeded with tolerated errors (``on_error: continue``) says so on stderr."""
+    if run.status == RunStatus.succeeded and run.has_errors:
+        err_console.print(f"warning: run {run.id} succeeded with errors ({escape(run.reason or '')})")
 
 
 def run_command(
@@ -72,7 +85,7 @@ def run_command(
 @handle_errors
 def _run(name: str, wait: bool, timeout: float | None, json_: bool) -> None:
     check()
-    result = engine.start(name, TriggerInfo(kind=TriggerKind.manual))
+    result = runtime.engine().start(name, TriggerInfo(kind=TriggerKind.manual))
     if result.status in (StartStatus.skipped, StartStatus.duplicate):
         if json_:
             print_json(result.model_dump(mode="json"))
@@ -96,12 +109,13 @@ def _run(name: str, wait: bool, timeout: float | None, json_: bool) -> None:
     run = wait_for(result.run_id, timeout, live=not json_ and console.is_terminal)
     if run is None:
         if json_:
-            print_json(runs.view(result.run_id).model_dump(mode="json"))
+            print_json(run_document(runtime.engine().view(result.run_id)))
         fail(f"run {result.run_id} did not end within {timeout:g} s" if timeout else "wait ended")
     if json_:
-        print_json(run.model_dump(mode="json"))
+        print_json(run_document(run))
     elif not console.is_terminal:
-        console.print(run_timeline(run))
+        console.print(run_timeline(run, ledger.summary(run.id, with_entries=False)))
+    warn_errors(run)
     raise typer.Exit(exit_code(run))
 
 
@@ -125,19 +139,18 @@ def list_(
 @handle_errors
 def show(run_id: RunIdArg, json_: JsonOpt = False) -> None:
     """Show a run: its steps as a timeline, each subscriber's answer, the cleanup ledger."""
-    run = runs.view(run_id)
+    run = runtime.engine().view(run_id)
     if json_:
-        print_json(run.model_dump(mode="json"))
+        print_json(run_document(run))
         return
-    console.print(run_timeline(run))
+    console.print(run_timeline(run, ledger.summary(run.id, with_entries=False)))
 
 
 @app.command()
 @handle_errors
 def cancel(run_id: RunIdArg) -> None:
     """Cancel a run: nothing more is dispatched, running tasks are revoked and see the abort flag."""
-    runs.get(run_id)
-    done = engine.cancel(run_id)
+    done = runtime.engine().cancel(run_id)
     if done is None:
         fail(f"run {run_id} has already ended")
     console.print(f"cancelled {run_id}")

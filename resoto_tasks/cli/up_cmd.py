@@ -33,7 +33,7 @@ import redis
 import typer
 from rich.markup import escape
 
-from resoto_tasks import engine, runs, supervisor, workflows
+from resoto_tasks import runs, runtime, supervisor, workflows
 from resoto_tasks.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_STARTED,
@@ -328,7 +328,7 @@ class UpSession:
     # -- the first run --------------------------------------------------------------------------
 
     def _first_run(self, run_timeout: float) -> int:
-        result = engine.start(self.workflow, TriggerInfo(kind=TriggerKind.manual, details={"by": "up"}))
+        result = runtime.engine().start(self.workflow, TriggerInfo(kind=TriggerKind.manual, details={"by": "up"}))
         if result.status in (StartStatus.skipped, StartStatus.duplicate) or result.run_id is None:
             self.report.warn(f"{self.workflow} not started: {result.message}")
             self.document = self._document(None)
@@ -344,7 +344,7 @@ class UpSession:
             self.report.error(
                 f"run {result.run_id} did not end within {run_timeout:g} s (resoto-tasks runs show {result.run_id})"
             )
-            self.document = self._document(runs.view(result.run_id))
+            self.document = self._document(runtime.engine().view(result.run_id))
             return EXIT_FAILED
         self._summarize(run)
         return EXIT_OK if run.status == RunStatus.succeeded else EXIT_FAILED
@@ -451,7 +451,7 @@ class UpSession:
         if not self.options.beat and now >= self._supervise_at:  # --once or --no-beat: nobody else would
             self._supervise_at = now + get_settings().supervisor_interval_s
             with contextlib.suppress(redis.exceptions.RedisError):  # Redis trouble is reported elsewhere
-                supervisor.tick_if_due()
+                supervisor.tick_if_due(runtime.engine())
 
     def _watch_children(self) -> None:
         """Report children that exited; restart workers, beat and Flower when their delay is up."""
@@ -479,7 +479,6 @@ class UpSession:
             self._write_stack_file()
 
     def _stop(self, stop_timeout: float) -> None:
-        environment.release_sent_results()  # while Redis still answers
         started = time.monotonic()
         if self.stack is not None:
             how = self.stack.stop(stop_timeout)
@@ -501,8 +500,9 @@ def follow_lines(
     ``tick`` is called on every poll (``up`` watches its children there)."""
     deadline = time.monotonic() + timeout_s if timeout_s else None
     printed = 0
+    engine = runtime.engine()
     while True:
-        run = runs.view(run_id)
+        run = engine.view(run_id)
         while printed < len(run.steps) and run.steps[printed].status.finished:
             step = run.steps[printed]
             took = fmt_duration(duration_s(step.started_at, step.finished_at))

@@ -39,7 +39,7 @@ def show(name: WorkflowArg, json_: JsonOpt = False) -> None:
     console.print(workflows_table([wf]))
     for i, step in enumerate(wf.steps):
         console.print(
-            f"  {i + 1:>2}. {step.name:<28} action={step.action} timeout={step.timeout:g}s "
+            f"  {i + 1:>2}. {step.name:<28} action={step.action} timeout={step.timeout_s:g}s "
             f"on_error={step.on_error.value}"
         )
 

@@ -12,7 +12,8 @@ against this Redis from another terminal would lose its run too; stop it first. 
 
 from __future__ import annotations
 
-from resoto_tasks import engine, keys, workflows
+from resoto_tasks import keys, runtime, workflows
+from resoto_tasks.errors import UnknownRun
 from resoto_tasks.redis_conn import client
 
 REASON = "left unfinished by an earlier resoto-tasks up that stopped before it ended"
@@ -24,7 +25,11 @@ def cancel_leftover_runs() -> list[str]:
     queued = [r.get(keys.workflow_queued(name)) for name in sorted(workflows.catalogue.all())]
     running = sorted(r.smembers(keys.runs_active()))
     cancelled: list[str] = []
+    engine = runtime.engine()
     for run_id in [q for q in queued if q] + running:  # queued first: cancelling would promote them
-        if engine.cancel(run_id, REASON) is not None:
-            cancelled.append(run_id)
+        try:
+            if engine.cancel(run_id, REASON) is not None:
+                cancelled.append(run_id)
+        except UnknownRun:  # its record expired: nothing left to cancel
+            continue
     return cancelled

@@ -45,6 +45,6 @@ def metrics_subscriptions(options: WorkerOptions) -> list[Subscription]:
             subscriber_id=SUBSCRIBER_ID,
             task=TASK_NAME,
             queue=METRICS,
-            timeout=TIMEOUT_S,
+            timeout_s=TIMEOUT_S,
         )
     ]

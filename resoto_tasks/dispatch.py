@@ -1,0 +1,141 @@
+"""The Celery side of the engine: send a step as a chord, hand runs to the ``workflow`` queue,
+revoke, and read subscribers' answers back from the result backend.
+
+A step is ``chord(group(blocking subscribers), step_done)``: the callback receives the
+subscribers' answers (their tasks' results) as its first argument, so no answer is written twice.
+Non-blocking subscribers are sent beside the chord. Everything here takes the Celery app it is
+given; it never builds one (see :mod:`resoto_tasks.runtime`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from celery import Celery, chord, group
+
+from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, Run, StepRun, Subscription, TriggerInfo
+from resoto_tasks.routing import WORKFLOW
+
+log = logging.getLogger(__name__)
+
+STEP_DONE_TASK = "resoto.workflow.step_done"
+STEP_LOST_TASK = "resoto.workflow.step_lost"
+ADVANCE_TASK = "resoto.workflow.advance"
+START_TASK = "resoto.workflow.start"
+TERMINATE_TASK = "resoto.workflow.terminate"
+
+
+def hard_limit_s(timeout_s: float) -> float:
+    """Hard time limit: the soft limit (the timeout) plus a grace to catch it and answer."""
+    return timeout_s + max(2.0, min(30.0, timeout_s * 0.1))
+
+
+def outcome_from_result(subscriber_id: str, value: Any, blocking: bool = True) -> Outcome:
+    """A subscriber task's result as its answer (anything else than an outcome is an error)."""
+    try:
+        return Outcome.model_validate(value)
+    except ValueError:
+        return Outcome(
+            subscriber_id=subscriber_id,
+            status=OutcomeStatus.error,
+            error=f"answered with something that is not an outcome: {str(value)[:200]}",
+            blocking=blocking,
+        )
+
+
+class CeleryDispatcher:
+    """Sends what the engine decided, through one Celery app."""
+
+    def __init__(self, app: Celery, cancel_grace_s: float = 30.0) -> None:
+        self.app = app
+        self.cancel_grace_s = cancel_grace_s
+
+    def send_step(self, run: Run, index: int, subs: Mapping[str, Subscription]) -> None:
+        """The step's chord (callback and errback on ``workflow``) and its non-blocking tasks."""
+        step = run.steps[index]
+        for sid in step.nonblocking:
+            if sid in subs:
+                self._signature(run, index, step, subs[sid], blocking=False).apply_async()
+        header = [self._signature(run, index, step, subs[sid], blocking=True) for sid in step.blocking if sid in subs]
+        if header:
+            args = (run.id, index, step.epoch)
+            callback = self.app.signature(STEP_DONE_TASK, args=args, queue=WORKFLOW)
+            errback = self.app.signature(STEP_LOST_TASK, args=args, queue=WORKFLOW, immutable=True)
+            chord(group(header, app=self.app), callback, app=self.app).apply_async(link_error=errback)
+        log.info(
+            "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (deadline in %.0fs)",
+            run.id, step.name, len(header), len(step.nonblocking),
+            ((step.deadline_ms or 0) - run.updated_ms) / 1000,
+        )  # fmt: skip
+
+    def _signature(self, run: Run, index: int, step: StepRun, sub: Subscription, blocking: bool) -> Any:
+        message = ActionMessage(
+            run_id=run.id,
+            workflow=run.workflow,
+            step_index=index,
+            step=step.name,
+            action=step.action,
+            subscriber_id=sub.subscriber_id,
+            blocking=blocking,
+            deadline_ms=step.deadline_ms or 0,
+            timeout_s=sub.timeout_s,
+            epoch=step.epoch,
+            kwargs=sub.kwargs,
+        )
+        return self.app.signature(
+            sub.task,
+            args=(message.model_dump(mode="json"),),
+            queue=sub.queue,
+            task_id=step.task_ids[sub.subscriber_id],
+            soft_time_limit=sub.timeout_s,
+            time_limit=hard_limit_s(sub.timeout_s),
+            immutable=True,
+        )
+
+    def send_advance(self, run_id: str) -> None:
+        self.app.send_task(ADVANCE_TASK, args=(run_id,), queue=WORKFLOW)
+
+    def send_start(self, workflow: str, trigger: TriggerInfo) -> None:
+        self.app.send_task(START_TASK, args=(workflow, trigger.model_dump(mode="json")), queue=WORKFLOW)
+
+    def revoke(self, task_ids: Sequence[str], terminate: bool) -> None:
+        try:
+            if terminate:
+                self.app.control.revoke(list(task_ids), terminate=True, signal="SIGTERM")
+            else:
+                self.app.control.revoke(list(task_ids))
+        except Exception as exc:  # revoking is best effort; the step's outcome is already decided
+            log.warning("could not revoke %d tasks: %s", len(task_ids), exc)
+
+    def terminate_later(self, task_ids: Sequence[str]) -> None:
+        """The cancel fallback: terminate what still runs after the grace (a short countdown)."""
+        self.app.send_task(TERMINATE_TASK, args=(list(task_ids),), queue=WORKFLOW, countdown=self.cancel_grace_s)
+
+    def answers(self, step: StepRun, subscriber_ids: Iterable[str]) -> dict[str, Outcome]:
+        """The answers the result backend holds for ``subscriber_ids`` of ``step`` (this epoch).
+
+        A task that failed (killed by its hard time limit, its worker lost) answers ``lost``.
+        """
+        wanted = [(sid, step.task_ids[sid]) for sid in subscriber_ids if sid in step.task_ids]
+        if not wanted:
+            return {}
+        backend = self.app.backend
+        raws = backend.client.mget([backend.get_key_for_task(tid) for _, tid in wanted])
+        found: dict[str, Outcome] = {}
+        for (sid, _), raw in zip(wanted, raws, strict=True):
+            if raw is None:
+                continue
+            meta = backend.decode_result(raw)
+            state = meta.get("status")
+            if state == "SUCCESS":
+                found[sid] = outcome_from_result(sid, meta.get("result"), sid in step.blocking)
+            elif state in ("FAILURE", "REVOKED"):
+                found[sid] = Outcome(
+                    subscriber_id=sid,
+                    status=OutcomeStatus.lost,
+                    error=f"the task ended {state.lower()}: {str(meta.get('result'))[:300]}",
+                    blocking=sid in step.blocking,
+                )
+        return found
