@@ -32,6 +32,7 @@ from resoto_tasks.models import (
     WorkflowDefinition,
 )
 from resoto_tasks.supervisor import tick
+from resoto_tasks.timeutil import from_ms
 from resoto_tasks.workflows import builtin_workflows
 
 
@@ -166,7 +167,9 @@ def test_a_subscriber_that_overruns_its_own_timeout_times_the_step_out_instead_o
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("on_error", "expected"), [(OnError.continue_, RunStatus.succeeded), (OnError.stop, RunStatus.failed)])
+@pytest.mark.parametrize(
+    ("on_error", "expected"), [(OnError.continue_, RunStatus.succeeded), (OnError.stop, RunStatus.failed)]
+)
 def test_a_step_times_out_at_the_first_tick_past_its_deadline(on_error: OnError, expected: RunStatus) -> None:
     engine, store, tasks, clock = setup(workflow(on_error=on_error, timeout_s=10))
     store.subscribe(sub("a", "hangs", timeout_s=20))
@@ -213,7 +216,7 @@ def test_a_step_whose_callback_was_lost_is_completed_after_the_grace() -> None:
     (_, (run, index, _)) = tasks.queue.popleft()  # the chord ran, but its callback never came
     step = run.steps[index]
     tasks.results[step.task_ids["one"]] = Outcome(
-        subscriber_id="one", status=OutcomeStatus.done, finished_at=transitions.from_ms(clock.now_ms)
+        subscriber_id="one", status=OutcomeStatus.done, finished_at=from_ms(clock.now_ms)
     )
     clock.now_ms += transitions.CALLBACK_GRACE_MS - 1
     assert engine.supervise(run_id, clock.now_ms) is None
@@ -346,7 +349,9 @@ def test_cancel_stops_dispatching_raises_the_abort_flag_and_terminates_only_late
     run_id = started(engine)
     tasks.drain(engine)
     cancelled = engine.cancel(run_id, "by the test")
-    assert cancelled is not None and cancelled.status == RunStatus.cancelled and cancelled.cause == RunEndCause.cancelled
+    assert (
+        cancelled is not None and cancelled.status == RunStatus.cancelled and cancelled.cause == RunEndCause.cancelled
+    )
     busy = f"{run_id}:1:1:busy"
     assert tasks.revoked == [((busy,), False)]  # queued ones dropped, running ones left to check_abort
     assert tasks.terminated_later == [(busy,)]
@@ -396,14 +401,16 @@ def test_wait_queues_exactly_one_run_that_starts_when_the_running_one_ends() -> 
     assert second.status == third.status == StartStatus.queued and second.run_id == third.run_id
     tasks.answers_by_subscriber.pop("busy")
     step = store.run(first).steps[1]
-    engine.step_done(first, 1, step.epoch, [Outcome(subscriber_id="busy", status=OutcomeStatus.done).model_dump(mode="json")], "cb")
+    engine.step_done(
+        first, 1, step.epoch, [Outcome(subscriber_id="busy", status=OutcomeStatus.done).model_dump(mode="json")], "cb"
+    )
     tasks.drain(engine)
     assert store.run(first).status == RunStatus.succeeded
     assert second.run_id is not None and store.run(second.run_id).status == RunStatus.succeeded
 
 
 def test_replace_cancels_the_running_run_in_the_same_transaction_that_admits_the_new_one() -> None:
-    engine, store, tasks, first = _busy(OnSurpass.replace_)
+    engine, store, _tasks, first = _busy(OnSurpass.replace_)
     applies_before = store.conflicts
     second = engine.start("wf")
     assert second.status == StartStatus.started and second.replaced == [first]
@@ -443,7 +450,7 @@ def test_a_start_that_loses_a_race_reads_again_and_decides_again() -> None:
             store.sets["rt:wf:wf:active"] = {"someone-else"}  # another process admitted a run meanwhile
         return state
 
-    store.admission = racing  # type: ignore[method-assign]
+    store.admission = racing  # type: ignore[method-assign,assignment]
     result = engine.start("wf")
     assert result.status == StartStatus.skipped and result.blocking_run_id == "someone-else"
     assert store.conflicts == 1
@@ -470,14 +477,14 @@ def test_a_finished_action_starts_a_workflow_triggered_by_it_but_never_its_own()
 def test_a_finished_run_is_an_event_too() -> None:
     source = workflow("source")
     after = workflow("after", triggers=[EventTrigger(event="source_workflow_succeeded").model_dump()])
-    engine, store, tasks, _ = setup(source, after)
+    engine, _store, tasks, _ = setup(source, after)
     started(engine, "source")
     tasks.drain(engine)
     assert [name for name, _ in tasks.started] == ["after"]
 
 
 def test_emit_records_the_event_and_starts_what_it_triggers() -> None:
-    engine, store, tasks, _ = setup(workflow("wf", triggers=[{"event": "go", "filter": {"team": "a"}}]))
+    engine, _store, _tasks, _ = setup(workflow("wf", triggers=[{"event": "go", "filter": {"team": "a"}}]))
     assert engine.emit("go", {"team": "b"}) == []
     (result,) = engine.emit("go", {"team": "a", "extra": 1})
     assert result.status == StartStatus.started
