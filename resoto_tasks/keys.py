@@ -21,6 +21,7 @@ key                                type    TTL                    written by
 ``{p}:schedule:paused``            hash    -                      workflow -> JSON {note, at}
 ``{p}:supervisor:lock``            string  one period             the process running a supervisor tick
 ``{p}:worker:{hostname}``          string  subscriber TTL         a worker's heartbeat (JSON: queues, pid, tasks held)
+``{p}:workers``                    set     -                      hostnames that ever heartbeat (pruned when dead)
 ``{p}:run:{id}:ledger``            hash    retention              the cleaner: every cleanup decision of a run
 ``{p}:stats:{name}``               hash    -                      stats: counters and sums for /metrics
 =================================  ======  =====================  ==========================================
@@ -109,6 +110,11 @@ def redbeat_prefix() -> str:
 def worker_alive(hostname: str) -> str:
     """``{p}:worker:{hostname}`` (string, TTL = subscriber TTL): a worker's heartbeat."""
     return f"{_p()}:worker:{hostname}"
+
+
+def workers() -> str:
+    """``{p}:workers`` (set): hostnames of workers that heartbeat; dead ones are pruned by the supervisor."""
+    return f"{_p()}:workers"
 
 
 def run_ledger(run_id: str) -> str:

@@ -18,6 +18,7 @@ from collections import Counter
 from resoto_tasks import keys, runs
 from resoto_tasks.engine import Engine
 from resoto_tasks.models import RunStatus
+from resoto_tasks.orphans import OrphanRestorer
 from resoto_tasks.redis_conn import client
 from resoto_tasks.settings import get_settings
 from resoto_tasks.timeutil import now_ms
@@ -25,21 +26,26 @@ from resoto_tasks.timeutil import now_ms
 log = logging.getLogger(__name__)
 
 
-def tick_if_due(engine: Engine, force: bool = False) -> bool:
+def tick_if_due(engine: Engine, force: bool = False, restorer: OrphanRestorer | None = None) -> bool:
     """Run one tick unless another process ran one within the period; True if this one ran."""
     period_ms = int(get_settings().supervisor_interval_s * 1000)
     got = client().set(keys.supervisor_lock(), "1", nx=True, px=max(100, period_ms - 50))
     if not got and not force:
         return False
-    tick(engine)
+    tick(engine, restorer=restorer)
     return True
 
 
-def tick(engine: Engine, at_ms: int | None = None) -> dict[str, int]:
+def tick(engine: Engine, at_ms: int | None = None, restorer: OrphanRestorer | None = None) -> dict[str, int]:
     """One supervision pass at time ``at_ms``; returns what it did, by kind."""
     now = at_ms if at_ms is not None else now_ms()
     done: Counter[str] = Counter()
     r = client()
+    if restorer is not None:
+        try:
+            done["restored"] += len(restorer.restore())
+        except Exception:  # the broker may be away; the rest of the tick still runs
+            log.exception("restoring the messages of dead workers failed")
     for run_id in sorted(r.smembers(keys.runs_active())):
         try:
             found = engine.store.load(run_id)

@@ -18,7 +18,7 @@ from typing import Any
 import click
 from celery import bootsteps
 
-from resoto_tasks import keys, subscribers, supervisor
+from resoto_tasks import keys, orphans, subscribers, supervisor
 from resoto_tasks.redis_conn import client
 from resoto_tasks.routing import WORKFLOW
 from resoto_tasks.settings import get_settings
@@ -104,6 +104,7 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
         try:
             subscribers.unregister(self.options.hostname)
             client().delete(keys.worker_alive(self.options.hostname))
+            client().srem(keys.workers(), self.options.hostname)
         except Exception as exc:  # shutting down: Redis may be gone; the TTL cleans up
             log.warning("could not unregister subscriptions on shutdown: %s", exc)
 
@@ -120,13 +121,16 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
         settings = get_settings()
         subs = subscribers.subscriptions_for(self.options)
         subscribers.register(subs, self.options.hostname)
-        client().set(
-            keys.worker_alive(self.options.hostname),
-            json.dumps({"queues": self.options.queues, "pid": os.getpid()}),
-            px=int(settings.subscriber_ttl_s * 1000),
+        document = {"queues": self.options.queues, "pid": os.getpid(), "tasks": orphans.held_task_ids()}
+        pipe = client().pipeline(transaction=False)
+        pipe.set(
+            keys.worker_alive(self.options.hostname), json.dumps(document), px=int(settings.subscriber_ttl_s * 1000)
         )
+        pipe.sadd(keys.workers(), self.options.hostname)
+        pipe.execute()
         if WORKFLOW in self.options.queues:
-            supervisor.tick_if_due(engine_for(self.app))
+            restorer = orphans.OrphanRestorer(self.app, grace_s=settings.subscriber_ttl_s)
+            supervisor.tick_if_due(engine_for(self.app), restorer=restorer)
 
 
 def _consumed_queues(parent: Any) -> list[str]:

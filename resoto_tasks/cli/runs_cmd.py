@@ -69,7 +69,7 @@ def run_document(run: Run) -> dict[str, object]:
 def warn_errors(run: Run) -> None:
     """A run that succeeded with tolerated errors (``on_error: continue``) says so on stderr."""
     if run.status == RunStatus.succeeded and run.has_errors:
-        err_console.print(f"warning: run {run.id} succeeded with errors ({escape(run.reason or '')})")
+        err_console.print(f"warning: run {run.id} succeeded with errors ({escape(run.reason or '')})", soft_wrap=True)
 
 
 def run_command(

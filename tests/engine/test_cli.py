@@ -28,11 +28,27 @@ def test_run_wait_json_exits_0_with_the_twelve_actions_in_order() -> None:
 
 def test_run_wait_exits_1_when_the_run_fails() -> None:
     name = unique("clifail")
-    add_workflow(name, [{"name": f"{name}_a"}])
+    add_workflow(name, [{"name": f"{name}_a", "on_error": "stop"}])
     with subscribed(sub(f"{name}_a", raising="nope")):
         proc = resoto("run", name, "--wait", "--json")
     assert proc.returncode == 1, proc.stderr
-    assert json.loads(proc.stdout)["status"] == "failed"
+    document = json.loads(proc.stdout)
+    assert (document["status"], document["cause"], document["has_errors"]) == ("failed", "stopped", True)
+
+
+def test_a_run_that_tolerated_an_error_exits_0_with_a_warning_and_is_listed_with_errors() -> None:
+    name = unique("cliwarn")
+    add_workflow(name, [{"name": f"{name}_a"}])  # on_error: continue
+    with subscribed(sub(f"{name}_a", raising="nope")):
+        proc = resoto("run", name, "--wait", "--json")
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    assert (document["status"], document["has_errors"]) == ("succeeded", True)
+    assert proc.stderr.splitlines() == [
+        f"warning: run {document['id']} succeeded with errors (steps with errors: {name}_a)"
+    ]
+    listed = json.loads(resoto("runs", "list", "--workflow", name, "--has-errors", "--json").stdout)
+    assert [r["id"] for r in listed] == [document["id"]]
 
 
 def test_run_exits_3_when_the_overlap_policy_starts_nothing() -> None:

@@ -127,7 +127,7 @@ def test_workflows_show_json_has_the_documented_shape() -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert {"name", "on_surpass", "triggers", "steps"} <= set(doc)
-    assert [set(s) for s in doc["steps"]] == [{"name", "action", "timeout", "on_error"}] * 12
+    assert [set(s) for s in doc["steps"]] == [{"name", "action", "timeout_s", "on_error"}] * 12
 
 
 def test_an_unknown_workflow_lists_the_known_ones() -> None:

@@ -40,3 +40,19 @@ def split_stack(tmp_path: Path) -> Iterator[FaultStack]:
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture
+def default_timeouts_stack(tmp_path: Path) -> Iterator[FaultStack]:
+    """Like ``fault_stack`` with the production visibility timeout (4 h): only the heartbeat can
+    notice a dead worker."""
+    from resoto_tasks.settings import Settings
+    from tests.faults.support import FaultStack
+
+    stack = FaultStack(
+        tmp_path, env={"RESOTO_VISIBILITY_TIMEOUT_S": str(Settings.model_fields["visibility_timeout_s"].default)}
+    )
+    try:
+        yield stack
+    finally:
+        stack.close()

@@ -18,7 +18,14 @@ import pytest
 from resoto_tasks import keys
 from resoto_tasks.models import OutcomeStatus, RunStatus, StepStatus
 from resoto_tasks.store import keys as store_keys
-from tests.faults.support import SUPERVISOR_INTERVAL_S, VISIBILITY_TIMEOUT_S, FaultStack, parse_iso, wait_until
+from tests.faults.support import (
+    SUBSCRIBER_TTL_S,
+    SUPERVISOR_INTERVAL_S,
+    VISIBILITY_TIMEOUT_S,
+    FaultStack,
+    parse_iso,
+    wait_until,
+)
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.faults
@@ -209,3 +216,41 @@ def test_a_collect_worker_killed_mid_account_times_the_step_out_within_one_super
         assert {k: v for k, v in after.items() if k != "run_id"} == {
             k: v for k, v in before[account].items() if k != "run_id"
         }
+
+
+def test_a_dead_collect_worker_is_noticed_within_the_subscriber_ttl_and_a_supervisor_period_with_the_default_timeouts(
+    default_timeouts_stack: FaultStack,
+) -> None:
+    """As a user meets it: the default collect timeout (1 h) and visibility timeout (4 h); the
+    collect worker's whole process group is SIGKILLed mid-account and a new one starts 2 s later.
+    The dead worker's heartbeat expires within the subscriber TTL, the next supervisor tick gives
+    its messages back, and the new worker collects the accounts again."""
+    stack = default_timeouts_stack
+    collector, before = collector_after_a_good_collect(stack)
+    (first,) = json.loads(stack.cli("runs", "list", "--workflow", "collect", "--limit", "1", "--json").stdout)
+    collect = first["steps"][1]
+    collect_s = (parse_iso(collect["finished_at"]) - parse_iso(collect["started_at"])).total_seconds()
+
+    run_id = stack.start("collect")
+    collect_in_the_middle(stack, run_id)
+    collector.kill()
+    killed_at = time.time()
+    time.sleep(2)
+    stack.worker("collect")
+    run = stack.wait_finished(run_id, SUBSCRIBER_TTL_S + SUPERVISOR_INTERVAL_S + 4 * collect_s + 30)
+
+    assert run.status == RunStatus.succeeded and not run.has_errors, run.reason
+    for account in ACCOUNTS:
+        outcome = stack.outcomes(run_id)[f"1/collect:example:{account}"]
+        assert outcome["status"] == OutcomeStatus.done
+        assert parse_iso(outcome["started_at"]).timestamp() > killed_at  # ran again after the kill
+        after = footprint(stack, account)
+        assert after["run_id"] == run_id
+        assert {k: v for k, v in after.items() if k != "run_id"} == {
+            k: v for k, v in before[account].items() if k != "run_id"
+        }
+    restarted_by = min(
+        parse_iso(stack.outcomes(run_id)[f"1/collect:example:{a}"]["started_at"]).timestamp() for a in ACCOUNTS
+    )
+    # the heartbeat period is a quarter of the TTL at most; one tick more to act on it
+    assert restarted_by - killed_at <= SUBSCRIBER_TTL_S + 2 * SUPERVISOR_INTERVAL_S + 3, restarted_by - killed_at
