@@ -57,6 +57,10 @@ MESSAGE_EXPIRY_FLOOR_S = 10.0
 TASK_ID_NAMESPACE = uuid.UUID("5f0c1d4e-2b7a-4c1e-9a59-6a1f1e0b7c21")
 
 
+SUPERVISOR_BACKSTOP_S = 300.0
+"""Beat's supervisor tick: one every 5 minutes (288 a day), beside the workers' own ticks."""
+
+
 class ResotoScheduler(RedBeatScheduler):  # type: ignore[misc]
     """Workflow triggers as redbeat entries; one start per slot, at most one catch-up."""
 
@@ -77,7 +81,13 @@ class ResotoScheduler(RedBeatScheduler):  # type: ignore[misc]
         return pauses.paused().keys()
 
     def supervisor_interval_s(self) -> float | None:
-        return self.settings.supervisor_interval_s
+        """How often beat sends a supervisor tick: a backstop only, so rarely.
+
+        Every worker on the ``workflow`` queue ticks the supervisor from its heartbeat each
+        period already; a tick sent by beat every period would flood Flower's task history
+        (8,640 a day at 10 s) and push the runs' own tasks off its first page.
+        """
+        return max(self.settings.supervisor_interval_s, SUPERVISOR_BACKSTOP_S)
 
     # -- the loop ------------------------------------------------------------------------------
 

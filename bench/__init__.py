@@ -4,6 +4,8 @@
 Each benchmark starts its own ``redis-server`` on a free port and its own Celery workers, prints
 a table and writes ``bench/results/<name>.json``. Nothing here is imported by the test suite.
 
-This package must not import ``resoto_tasks`` at import time: the settings (Redis URL, key
-prefix, hook modules) are read once per process, so :mod:`bench.__main__` exports them first.
+Importing ``resoto_tasks`` builds nothing and reads no settings (issue 13), so these modules
+import it at the top like any other code: :mod:`bench.__main__` points ``RESOTO_*`` at the
+private Redis and calls ``runtime.reset()``, and the first ``runtime.app()`` or
+``runtime.engine()`` after that composes against it.
 """

@@ -1,7 +1,8 @@
 """``python -m bench [NAME...] [options]``: run benchmarks against a private Redis and workers.
 
-The private ``redis-server`` starts first and the environment is pointed at it *before* any
-benchmark module imports ``resoto_tasks`` (settings are read once per process).
+The private ``redis-server`` starts first; :func:`bench.infra.export_env` points ``RESOTO_*`` at
+it and resets :mod:`resoto_tasks.runtime`, so the app and the engine compose against it on first
+use (importing the benchmark modules reads no settings).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import importlib
 import sys
 import time
 
-from bench import framework, infra
+from bench import cleanup, framework, infra, ingest, metrics, orchestration, planning
 
-MODULES = ["bench.orchestration", "bench.ingest", "bench.planning", "bench.metrics", "bench.cleanup"]
+MODULES = [orchestration, ingest, planning, metrics, cleanup]
 """One module per benchmark; each registers itself with :func:`bench.framework.benchmark`."""
 
 
@@ -55,8 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     server = infra.private_redis()
     try:
         infra.export_env(server.url)
-        for module in MODULES:
-            importlib.import_module(module)
         registry = framework.REGISTRY
         if names == ["--list"]:
             for bench in registry.values():

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 import redis
 
+from resoto_tasks import runs, runtime
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +36,8 @@ def private_redis() -> RedisServer:
 
 
 def export_env(url: str) -> dict[str, str]:
-    """Point resoto-tasks at ``url``; must run before anything imports ``resoto_tasks``."""
+    """Point resoto-tasks at ``url`` (this process and the workers it starts, which inherit the
+    environment), then reset the runtime: the next ``runtime.app()``/``engine()`` composes anew."""
     env = {
         "RESOTO_REDIS_URL": url,
         "RESOTO_KEY_PREFIX": KEY_PREFIX,
@@ -46,6 +49,7 @@ def export_env(url: str) -> dict[str, str]:
     os.environ.update(env)
     for name in ("RESOTO_WORKFLOWS_DIR", "RESOTO_BROKER_URL", "RESOTO_RESULT_BACKEND_URL", "RESOTO_STORE_URL"):
         os.environ.pop(name, None)
+    runtime.reset()
     return env
 
 
@@ -196,3 +200,144 @@ def work_stats(before: ServerStats, after: ServerStats, idle: ServerStats) -> Se
         calls={k: v for k, v in calls.items() if v},
         net_input_bytes=max(0, delta.net_input_bytes - noise.net_input_bytes),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Who sent the commands: MONITOR, classified by key prefix
+# ---------------------------------------------------------------------------------------------
+
+HARNESS_CLIENT = "bench-harness"
+"""The client name of the bench process's own waiting and checking connection."""
+
+ENGINE = "resoto"
+SCRIPT = "resoto, inside its script"
+CELERY = "celery"
+CELERY_SCRIPT = "celery, inside its scripts"
+SUBSCRIBER = "resoto, in subscriber tasks"
+HARNESS = "bench harness"
+SIDES = (ENGINE, SCRIPT, SUBSCRIBER, CELERY, CELERY_SCRIPT)
+"""The sides of :class:`CommandSplit`'s counts that belong to a workflow (the harness does not)."""
+INSIDE = {ENGINE: SCRIPT, CELERY: CELERY_SCRIPT, HARNESS: HARNESS}
+
+
+def classify(client: str, command: str, prefix: str, harness: set[str]) -> str:
+    """Which side sent a command, from its MONITOR line (a script's commands: see :class:`CommandSplit`).
+
+    * ``resoto``: ``EVALSHA``/``EVAL`` of the run store's guarded apply
+      (:data:`resoto_tasks.runs.APPLY_SCRIPT_SHA`) or a command whose first key has the resoto
+      prefix (the engine's reads, the start's admission, the catalogue's version);
+    * ``resoto, in subscriber tasks``: what the action task around a subscriber asks (its abort
+      check, progress), not the engine;
+    * ``bench harness``: the bench process waiting for and checking runs (its named connection,
+      and the SUBSCRIBE/UNSUBSCRIBE of ``AsyncResult.get`` waiting for a canvas);
+    * ``celery``: everything else (kombu's queues, acks and events, the result backend and its
+      chord scripts).
+    """
+    name, _, rest = command.partition(" ")
+    name = name.upper()
+    if client in harness or (name in ("SUBSCRIBE", "UNSUBSCRIBE") and rest.startswith("celery-task-meta-")):
+        return HARNESS
+    if name == "EVALSHA":
+        return ENGINE if rest.startswith(runs.APPLY_SCRIPT_SHA) else CELERY
+    if name == "EVAL":
+        return ENGINE if rest.startswith(runs.APPLY_SCRIPT[:200]) else CELERY
+    if rest.startswith(f"{prefix}:"):
+        key = rest.partition(" ")[0]
+        return SUBSCRIBER if key.endswith((":abort", ":progress")) and name in ("EXISTS", "HSET") else ENGINE
+    return CELERY
+
+
+class CommandSplit:
+    """Counts every command Redis runs by side and name (``side|NAME``), from ``MONITOR``.
+
+    MONITOR shows a script's commands (client ``lua``) right after its ``EVALSHA``, so they count
+    as inside the script of whoever sent it (Redis counts them in commandstats too, but they are
+    no round trips).
+    MONITOR slows Redis down, so it runs only around the footprint runs, never while timing.
+    :meth:`snapshot` returns the counts as :class:`ServerStats`, so :func:`work_stats` subtracts
+    the idle traffic the same way as for INFO commandstats.
+    """
+
+    def __init__(self, url: str, prefix: str = KEY_PREFIX) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.counts: dict[str, int] = {}
+        self.harness: set[str] = set()
+        self.ignored: set[str] = set()
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._side = redis.Redis.from_url(url, decode_responses=True, client_name="bench-monitor-side")
+
+    def _refresh_clients(self) -> None:
+        """Learn the addresses of the harness connection and of our own side connection."""
+        for c in self._side.client_list():
+            if c.get("name") == HARNESS_CLIENT:
+                self.harness.add(c["addr"])
+            elif c.get("name", "").startswith("bench-monitor"):
+                self.ignored.add(c["addr"])
+            self._known.add(c["addr"])
+
+    def _listen(self, ready: threading.Event) -> None:
+        r = redis.Redis.from_url(self.url, decode_responses=True, client_name="bench-monitor")
+        script_side = CELERY
+        with r.monitor() as m:
+            ready.set()
+            for line in m.listen():
+                if self._stop.is_set():
+                    break
+                client = str(line.get("client_type")) if line.get("client_type") == "lua" else ""
+                if not client:
+                    client = f"{line.get('client_address')}:{line.get('client_port')}"
+                    if client not in self._known:
+                        self._refresh_clients()
+                        self._known.add(client)
+                    if client in self.ignored:
+                        continue
+                command = str(line.get("command", ""))
+                if client == "lua":
+                    side = INSIDE[script_side]
+                else:
+                    side = classify(client, command, self.prefix, self.harness)
+                    if command[:4].upper() == "EVAL":
+                        script_side = side
+                key = f"{side}|{command.partition(' ')[0].upper()}"
+                with self._lock:
+                    self.counts[key] = self.counts.get(key, 0) + 1
+        r.close()
+
+    def start(self) -> CommandSplit:
+        self._refresh_clients()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._listen, args=(ready,), daemon=True, name="bench-monitor")
+        self._thread.start()
+        ready.wait(5)
+        return self
+
+    def snapshot(self) -> ServerStats:
+        with self._lock:
+            return ServerStats(at=time.monotonic(), calls=dict(self.counts), net_input_bytes=0)
+
+    def idle_rate(self, seconds: float = 2.0) -> ServerStats:
+        """Each side's commands per second while the workers idle (heartbeats, polling)."""
+        before = self.snapshot()
+        time.sleep(seconds)
+        delta = self.snapshot().minus(before)
+        return delta.scaled(1.0 / delta.at)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._side.ping()  # one more MONITOR line wakes the listener
+        if self._thread is not None:
+            self._thread.join(5)
+        self._side.close()
+
+
+def by_side(stats: ServerStats) -> dict[str, dict[str, int]]:
+    """``side -> {command: count}`` from a :class:`CommandSplit` delta."""
+    found: dict[str, dict[str, int]] = {}
+    for key, n in stats.calls.items():
+        side, _, command = key.partition("|")
+        found.setdefault(side, {})[command] = n
+    return found

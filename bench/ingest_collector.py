@@ -3,7 +3,7 @@
 ``python -m bench.ingest_collector ACCOUNTS PER_ACCOUNT`` collects every account of the example
 cloud into the store (``ExampleProvider.collect`` -> ``SnapshotWriter.add_many`` -> ``commit``,
 what the collect action does per account) and prints one JSON line: seconds, resources, peak RSS.
-The Celery app is imported first, so the baseline memory is a worker's.
+The Celery app is composed first (``runtime.app()``), so the baseline memory is a worker's.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import time
 
 
 def main(accounts: int, per_account: int) -> dict[str, float]:
-    import resoto_tasks.celery_app  # noqa: F401 - a worker's imports, for a worker's baseline RSS
+    from resoto_tasks import runtime
     from resoto_tasks.store import ResourceStore
     from worker.providers.example import ExampleProvider, ExampleSettings
 
+    runtime.app().loader.import_default_modules()  # a worker's imports, for a worker's baseline RSS
     provider = ExampleProvider(ExampleSettings(accounts=accounts, resources_per_account=per_account))
     store = ResourceStore()
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,8 +1,8 @@
 """Tasks the benchmark workers run, loaded through ``RESOTO_HOOK_MODULES=bench.tasks``.
 
 * ``bench.noop``: a resoto-tasks action task that does nothing (subscriptions point at it);
-* ``bench.plain_noop`` and ``bench.plain_step_done``: plain ``@app.task`` no-ops, the header
-  and body of the baseline's chords.
+* ``bench.plain_noop`` and ``bench.plain_step_done``: plain Celery no-op tasks (shared tasks,
+  like resoto's own: defining them builds no app), the header and body of the baseline's chords.
 
 With ``BENCH_PROBE=<base>`` set (only the profiling phase sets it), the worker measures itself
 while the file ``<base>.on`` exists: ``BENCH_PROBE_MODE=rtt`` counts every Redis round trip
@@ -21,7 +21,8 @@ from collections import Counter
 from types import FrameType
 from typing import Any
 
-from resoto_tasks.celery_app import app
+from celery import current_task, shared_task
+
 from resoto_tasks.subscribers import ActionContext, action_task
 
 NOOP_TASK = "bench.noop"
@@ -34,12 +35,12 @@ def noop(ctx: ActionContext) -> None:
     """A subscriber that answers at once: what is left is the orchestration."""
 
 
-@app.task(name=PLAIN_NOOP_TASK)
+@shared_task(name=PLAIN_NOOP_TASK)
 def plain_noop() -> None:
     """The baseline's chord header task."""
 
 
-@app.task(name=PLAIN_STEP_DONE_TASK)
+@shared_task(name=PLAIN_STEP_DONE_TASK)
 def plain_step_done() -> None:
     """The baseline's chord body (its step callback)."""
 
@@ -67,8 +68,9 @@ def _origin() -> str:
     """``task | outer resoto fn > ... > inner resoto fn [library]`` of this round trip.
 
     The library is the innermost Celery/kombu layer between the resoto code and redis-py (a
-    chord's ``apply_async`` inside ``engine._dispatch`` shows as ``[kombu broker]`` for the
-    messages and ``[celery result backend]`` for the chord's bookkeeping).
+    chord's ``apply_async`` inside ``dispatch.CeleryDispatcher.send_step`` shows as
+    ``[kombu broker]`` for the messages and ``[celery result backend]`` for the chord's
+    bookkeeping).
     """
     frame: FrameType | None = sys._getframe(2)
     chain: list[str] = []
@@ -82,7 +84,7 @@ def _origin() -> str:
         elif not chain and not lib:
             lib = _lib(module)
         frame = frame.f_back
-    task = app.current_task.name if app.current_task is not None else "-"
+    task = current_task.name if current_task else "-"
     where = " > ".join(reversed(chain))
     if where and lib:
         return f"{task} | {where} [{lib}]"

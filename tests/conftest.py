@@ -1,8 +1,8 @@
-"""Test session set-up: a private redis-server on a free port, before resoto_tasks is imported.
+"""Test session set-up: a private redis-server on a free port for the whole session.
 
-Every test talks to this server (never the shared one on 6379). Settings are read from the
-environment once per process, so the URL is exported when this file is imported, before any
-test module or conftest imports ``resoto_tasks``; worker subprocesses inherit it.
+Every test talks to this server (never the shared one on 6379). Importing ``resoto_tasks`` reads
+no settings (they are read on first use), so the server is started and its URL exported when
+pytest configures the session, before any test runs; worker subprocesses inherit it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,7 @@ from tests.support.workers import WorkerProcess
 
 
 def _start_session_server() -> RedisServer:
-    """Start the private server and export its URL at import, before anything reads settings.
-
-    Done when this root conftest is imported (not in ``pytest_configure``), because pytest
-    imports a sub-directory's conftest before calling ``pytest_configure`` when that directory
-    is named on the command line, and a conftest importing ``resoto_tasks`` caches settings.
-    """
+    """Start the private server and export its URL and the test settings."""
     server = RedisServer(appendonly=True).start()
     os.environ["RESOTO_REDIS_URL"] = server.url
     os.environ.setdefault("RESOTO_KEY_PREFIX", "rt")
@@ -36,7 +31,12 @@ def _start_session_server() -> RedisServer:
     return server
 
 
-_SERVER: RedisServer | None = _start_session_server()
+_SERVER: RedisServer | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _SERVER
+    _SERVER = _start_session_server()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,27 +1,22 @@
 """Fixtures of the fault tests: a private, breakable deployment per test.
 
-Nothing from ``resoto_tasks`` is imported here at module level (the root conftest must export the
-session's Redis URL before anything reads the settings); the support module is imported inside
-the fixture.
+Each fixture starts its own redis-server; the processes a test starts inherit its URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from tests.faults.support import FaultStack
+from resoto_tasks.settings import Settings
+from tests.faults.support import FaultStack
 
 
 @pytest.fixture
 def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
     """A private redis-server (append-only) for one test; every process started on it is killed after."""
-    from tests.faults.support import FaultStack
-
     stack = FaultStack(tmp_path)
     try:
         yield stack
@@ -33,8 +28,6 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
 def split_stack(tmp_path: Path) -> Iterator[FaultStack]:
     """Like ``fault_stack``, with the run state and store on a Redis of their own (``RESOTO_STORE_URL``
     split from the broker's), so the store can be broken while the broker stays up."""
-    from tests.faults.support import FaultStack
-
     stack = FaultStack(tmp_path, split_store=True)
     try:
         yield stack
@@ -46,9 +39,6 @@ def split_stack(tmp_path: Path) -> Iterator[FaultStack]:
 def default_timeouts_stack(tmp_path: Path) -> Iterator[FaultStack]:
     """Like ``fault_stack`` with the production visibility timeout (4 h): only the heartbeat can
     notice a dead worker."""
-    from resoto_tasks.settings import Settings
-    from tests.faults.support import FaultStack
-
     stack = FaultStack(
         tmp_path, env={"RESOTO_VISIBILITY_TIMEOUT_S": str(Settings.model_fields["visibility_timeout_s"].default)}
     )

@@ -161,7 +161,10 @@ def test_a_collect_pool_process_killed_mid_account_is_requeued_at_once_and_the_r
             k: v for k, v in before[account].items() if k != "run_id"
         }
     assert restarted == 1  # the killed account ran again; the other one was not disturbed
-    assert parse_iso(run.finished_at or "").timestamp() - killed_at < VISIBILITY_TIMEOUT_S
+    # Requeued at once: the new attempt began before the visibility timeout could have restored it
+    # (how long the attempt then takes depends on the machine, not on what is tested here).
+    again = max(parse_iso(stack.outcomes(run_id)[f"1/collect:example:{a}"]["started_at"]).timestamp() for a in ACCOUNTS)
+    assert again - killed_at < VISIBILITY_TIMEOUT_S
     assert sorted(stack.store().accounts()) == [("example", a) for a in ACCOUNTS]
 
 
