@@ -58,7 +58,7 @@ from resoto_tasks.local_stack.plan import (
     flower_installed,
     plan,
 )
-from resoto_tasks.local_stack.processes import stop_all
+from resoto_tasks.local_stack.processes import require_psutil, stop_all
 from resoto_tasks.local_stack.redis_local import RedisSource, StackRedis
 from resoto_tasks.local_stack.restarts import RestartPolicy
 from resoto_tasks.local_stack.stack import STOP_SIGNALS, LocalStack, http_ok
@@ -241,6 +241,7 @@ class UpSession:
     # -- bringing it up -------------------------------------------------------------------------
 
     def _bring_up(self, data_dir: Path | None, guard: SignalGuard, ready_timeout: float) -> None:
+        require_psutil()
         self.paths = paths = make_paths(data_dir)
         self.report.say(
             f"[bold]resoto-tasks up[/]  logs: {escape(str(paths.run_dir))}"
