@@ -128,7 +128,7 @@ def _plain_s(r: Any, ids: dict[tuple[str, str], list[str]], seed: int) -> float:
 
 def _cleanup(store: Any, provider: Any, run_id: str) -> tuple[float, dict[str, Any]]:
     """``run_cleanup`` as the task calls it (no failed collects, no caps, not a dry run)."""
-    from resoto_tasks import ledger
+    from worker import ledger
     from worker.cleanup import DeletionsFailed, Limits, run_cleanup
 
     def provider_for(name: str) -> Any:

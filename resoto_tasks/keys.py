@@ -42,8 +42,6 @@ def run(run_id: str) -> str:
     return f"{_p()}:run:{run_id}"
 
 
-
-
 def run_progress(run_id: str) -> str:
     return f"{_p()}:run:{run_id}:progress"
 
@@ -78,10 +76,6 @@ def workflow_queued(name: str) -> str:
 
 def slot(name: str, due_iso: str) -> str:
     return f"{_p()}:slot:{name}:{due_iso}"
-
-
-
-
 
 
 def subscriptions_live() -> str:

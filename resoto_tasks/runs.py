@@ -175,7 +175,7 @@ class RunStore:
         commands = [["SET", keys.run(r.id), r.model_dump_json(), "EX", str(retention_s())] for r in decision.runs]
         at = iso(utcnow()) or ""
         for write in decision.writes:
-            commands.extend(_commands(write, at))
+            commands.extend(commands_of(write, at))
         version_key = keys.workflows_version() if read_version else ""
         ok, value = _run_script(self.r, all_guards, commands, version_key)
         return bool(ok), value or ""
@@ -206,7 +206,7 @@ def _run_script(r: redis.Redis, guards: list[Guard], commands: list[list[str]], 
     return result
 
 
-def _commands(write: Write, at: str) -> list[list[str]]:
+def commands_of(write: Write, at: str) -> list[list[str]]:
     """The Redis commands of one typed write (every key built by :mod:`resoto_tasks.keys`)."""
     match write:
         case AddActive(workflow, run_id):

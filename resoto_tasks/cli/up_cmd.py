@@ -74,6 +74,7 @@ from resoto_tasks.models import (
 )
 from resoto_tasks.redis_conn import mask_url
 from resoto_tasks.settings import get_settings
+from worker import ledger
 
 EXIT_INTERRUPTED = 130
 """``--once`` was interrupted (Ctrl-C / SIGTERM) before its run ended."""
@@ -353,7 +354,8 @@ class UpSession:
     def _summarize(self, run: Run) -> None:
         assert self.stack is not None
         store, note = summary.store_counts(self.stack.env)
-        found = summary.summarize(run, store, note)
+        totals = (ledger.summary(run.id, with_entries=False) or {}).get("totals", {})
+        found = summary.summarize(run, store, note, totals)
         self.document = self._document(run, found)
         if not self.report.json:
             console.print(summary.render(found, self._links()))

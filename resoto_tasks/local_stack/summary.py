@@ -27,7 +27,6 @@ from rich.text import Text
 
 from resoto_tasks.cli.render import duration_s, fmt_duration, styled
 from resoto_tasks.models import OutcomeStatus, Run, StepRun
-from worker import ledger
 
 MAIN_ACTIONS = ("collect", "cleanup_plan", "cleanup", "generate_metrics")
 
@@ -171,11 +170,16 @@ def store_counts(env: Mapping[str, str], timeout_s: float = 30.0) -> tuple[dict[
     return (parsed if isinstance(parsed, dict) else {"value": parsed}), None
 
 
-def summarize(run: Run, store: dict[str, Any] | None = None, store_note: str | None = None) -> RunSummary:
+def summarize(
+    run: Run,
+    store: dict[str, Any] | None = None,
+    store_note: str | None = None,
+    ledger_totals: Mapping[str, Any] | None = None,
+) -> RunSummary:
     actions = {s.action: summarize_action(s) for s in run.steps if s.action in MAIN_ACTIONS}
-    ledger_totals = dict((ledger.summary(run.id, with_entries=False) or {}).get("totals", {}) or {})
-    summary = RunSummary(run=run, actions=actions, ledger_totals=ledger_totals, store=store, store_note=store_note)
-    summary.figures = {name: _figure(name, actions, ledger_totals) for name in HEADLINE_KEYS}
+    totals = dict(ledger_totals or {})
+    summary = RunSummary(run=run, actions=actions, ledger_totals=totals, store=store, store_note=store_note)
+    summary.figures = {name: _figure(name, actions, totals) for name in HEADLINE_KEYS}
     return summary
 
 

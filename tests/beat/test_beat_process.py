@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from beat.entries import EntryStore
-from resoto_tasks.celery_app import app
+from resoto_tasks import runtime
 from resoto_tasks.timeutil import utcnow
 from tests.beat.helpers import BeatProcess, evenly_spaced, parse_iso, slots_of, time_runs, wait_for_runs
 from tests.support.workers import resoto
@@ -75,15 +75,15 @@ def test_removing_a_workflow_removes_its_schedule(
     wait_for_runs(name, 1)
     row = schedule_row(name)
     assert row is not None
-    key = EntryStore(app).key(str(row["entry"]))
+    key = EntryStore(runtime.app()).key(str(row["entry"]))
     removed = resoto("workflows", "remove", name)
     removed_at = utcnow()
     assert removed.returncode == 0, removed.stderr
     deadline = time.monotonic() + 3
-    while EntryStore(app).load(key) is not None:
+    while EntryStore(runtime.app()).load(key) is not None:
         assert time.monotonic() < deadline, "the entry of a removed workflow is still there"
         time.sleep(0.05)
-    assert EntryStore(app).current_score(key) is None
+    assert EntryStore(runtime.app()).current_score(key) is None
     time.sleep(2)
     assert [s for s in slots_of(time_runs(name)) if s > removed_at] == []
     assert schedule_row(name) is None

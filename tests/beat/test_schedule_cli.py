@@ -11,8 +11,7 @@ import redis
 
 from beat.entries import EntryStore, workflow_spec
 from beat.slots import next_slot
-from resoto_tasks import keys
-from resoto_tasks.celery_app import app
+from resoto_tasks import keys, runtime
 from resoto_tasks.models import IntervalTrigger
 from resoto_tasks.timeutil import utcnow
 from tests.beat.helpers import parse_iso
@@ -44,7 +43,7 @@ def test_pause_and_resume_change_the_entry_at_once_and_resume_replays_nothing(
     add_scheduled_workflow: Callable[[str], str], r: redis.Redis
 ) -> None:
     name = add_scheduled_workflow("2s")
-    store = EntryStore(app)
+    store = EntryStore(runtime.app())
     spec = workflow_spec(name, IntervalTrigger(interval="2s"), enabled=True)
     long_ago = utcnow() - timedelta(hours=1)
     store.write(spec, long_ago, 7, UTC)  # as a beat would have left it

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from resoto_tasks import engine, runs
+from resoto_tasks import runs, runtime
 from tests.support.flow import add_workflow, sub, subscribed, unique
 from tests.support.workers import resoto
 
@@ -38,10 +38,10 @@ def test_run_wait_exits_1_when_the_run_fails() -> None:
 def test_run_exits_3_when_the_overlap_policy_starts_nothing() -> None:
     name = unique("cliskip")
     add_workflow(name, [{"name": f"{name}_a", "timeout": 60}], on_surpass="skip")
-    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout=60)):
-        first = engine.start(name)
+    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout_s=60)):
+        first = runtime.engine().start(name)
         proc = resoto("run", name, "--wait")
-        engine.cancel(first.run_id or "")
+        runtime.engine().cancel(first.run_id or "")
     assert proc.returncode == 3
     assert "still running" in proc.stderr
 
@@ -49,11 +49,11 @@ def test_run_exits_3_when_the_overlap_policy_starts_nothing() -> None:
 def test_run_wait_timeout_exits_1() -> None:
     name = unique("clitimeout")
     add_workflow(name, [{"name": f"{name}_a", "timeout": 60}])
-    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout=60)):
+    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout_s=60)):
         proc = resoto("run", name, "--wait", "--timeout", "1")
         assert runs.list_runs(name, 1), proc.stderr
         run_id = runs.list_runs(name, 1)[0].id
-        engine.cancel(run_id)
+        runtime.engine().cancel(run_id)
     assert proc.returncode == 1
     assert "did not end within 1 s" in proc.stderr
 
@@ -61,8 +61,8 @@ def test_run_wait_timeout_exits_1() -> None:
 def test_runs_list_show_and_cancel() -> None:
     name = unique("clilist")
     add_workflow(name, [{"name": f"{name}_a", "timeout": 60}])
-    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout=60)):
-        run_id = engine.start(name).run_id or ""
+    with subscribed(sub(f"{name}_a", queue=unique("nowhere"), timeout_s=60)):
+        run_id = runtime.engine().start(name).run_id or ""
         listed = json.loads(resoto("runs", "list", "--workflow", name, "--json").stdout)
         assert [r["id"] for r in listed] == [run_id]
         shown = resoto("runs", "show", run_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from resoto_tasks import engine, events, runs
+from resoto_tasks import runs, runtime
 from resoto_tasks.models import RunStatus, StartStatus, TriggerKind
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished, wait_until
 from tests.support.workers import resoto
@@ -44,7 +44,7 @@ def test_a_finished_action_is_an_event_that_can_start_another_workflow() -> None
     add_workflow(first, [{"name": f"{first}_a"}])
     add_workflow(second, [{"name": f"{second}_a"}], triggers=[{"event": f"post_{first}_a"}])
     with subscribed(sub(f"{first}_a")):
-        run = wait_finished(engine.start(first).run_id or "", 20)
+        run = wait_finished(runtime.engine().start(first).run_id or "", 20)
     assert run.status == RunStatus.succeeded
     wait_until(lambda: bool(runs.list_runs(second, 5)), what="second workflow started")
     follower = runs.list_runs(second, 5)[0]
@@ -53,7 +53,7 @@ def test_a_finished_action_is_an_event_that_can_start_another_workflow() -> None
 
 
 def test_the_builtin_start_events_start_the_builtin_workflows() -> None:
-    results = events.emit("start_metrics_workflow", {})
+    results = runtime.engine().emit("start_metrics_workflow", {})
     assert [r.workflow for r in results] == ["metrics"]
     assert results[0].status in (StartStatus.started, StartStatus.queued)
     assert results[0].run_id

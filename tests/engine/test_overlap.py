@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from resoto_tasks import engine, runs
+from resoto_tasks import runs, runtime
 from resoto_tasks.models import RunStatus, StartResult, StartStatus
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished, wait_until
 from tests.support.workers import resoto
@@ -19,7 +19,7 @@ def _blocked_workflow(policy: str) -> tuple[str, list[object]]:
     """A workflow whose only real step waits on a queue nobody consumes: it runs until cancelled."""
     name = unique(policy)
     add_workflow(name, [{"name": f"{name}_a", "timeout": 120}], on_surpass=policy)
-    return name, [sub(f"{name}_a", queue=unique("nowhere"), timeout=120)]
+    return name, [sub(f"{name}_a", queue=unique("nowhere"), timeout_s=120)]
 
 
 def _race(name: str, n: int) -> list[StartResult]:
@@ -29,7 +29,7 @@ def _race(name: str, n: int) -> list[StartResult]:
 
     def go() -> None:
         barrier.wait()
-        result = engine.start(name)
+        result = runtime.engine().start(name)
         with lock:
             results.append(result)
 
@@ -43,14 +43,14 @@ def _race(name: str, n: int) -> list[StartResult]:
 
 def _cleanup(name: str) -> None:
     for run in runs.list_runs(name, limit=100):
-        engine.cancel(run.id)
+        runtime.engine().cancel(run.id)
 
 
 def test_skip_starts_nothing_while_a_run_is_going_and_names_the_run_in_the_way() -> None:
     name, subs = _blocked_workflow("skip")
     with subscribed(*subs):  # type: ignore[arg-type]
-        first = engine.start(name)
-        second = engine.start(name)
+        first = runtime.engine().start(name)
+        second = runtime.engine().start(name)
         assert first.status == StartStatus.started
         assert second.status == StartStatus.skipped
         assert second.blocking_run_id == first.run_id
@@ -61,13 +61,13 @@ def test_skip_starts_nothing_while_a_run_is_going_and_names_the_run_in_the_way()
 def test_wait_queues_exactly_one_run_that_starts_when_the_running_one_ends() -> None:
     name, subs = _blocked_workflow("wait")
     with subscribed(*subs):  # type: ignore[arg-type]
-        first = engine.start(name)
-        queued = engine.start(name)
-        again = engine.start(name)
+        first = runtime.engine().start(name)
+        queued = runtime.engine().start(name)
+        again = runtime.engine().start(name)
         assert queued.status == again.status == StartStatus.queued
         assert again.run_id == queued.run_id
         assert runs.get(queued.run_id or "").status == RunStatus.queued
-        engine.cancel(first.run_id or "")
+        runtime.engine().cancel(first.run_id or "")
         wait_until(lambda: runs.get(queued.run_id or "").status == RunStatus.running, what="queued run started")
         _cleanup(name)
 
@@ -75,8 +75,8 @@ def test_wait_queues_exactly_one_run_that_starts_when_the_running_one_ends() -> 
 def test_replace_cancels_the_running_run_and_starts_anew() -> None:
     name, subs = _blocked_workflow("replace")
     with subscribed(*subs):  # type: ignore[arg-type]
-        first = engine.start(name)
-        second = engine.start(name)
+        first = runtime.engine().start(name)
+        second = runtime.engine().start(name)
         assert second.status == StartStatus.started
         assert second.replaced == [first.run_id]
         old = runs.get(first.run_id or "")
@@ -89,7 +89,7 @@ def test_replace_cancels_the_running_run_and_starts_anew() -> None:
 def test_parallel_starts_another_run_beside_the_running_one() -> None:
     name, subs = _blocked_workflow("parallel")
     with subscribed(*subs):  # type: ignore[arg-type]
-        a, b = engine.start(name), engine.start(name)
+        a, b = runtime.engine().start(name), runtime.engine().start(name)
         assert a.status == b.status == StartStatus.started
         assert runs.get(a.run_id or "").status == runs.get(b.run_id or "").status == RunStatus.running
         _cleanup(name)
@@ -133,7 +133,7 @@ def test_a_queued_wait_run_survives_the_exit_of_the_process_that_queued_it() -> 
     add_workflow(name, [{"name": f"{name}_a"}], on_surpass="wait")
     slow = sub(f"{name}_a", sleep=2.0)
     with subscribed(slow):
-        first = engine.start(name)
+        first = runtime.engine().start(name)
         # another process queues the second run and exits at once
         proc = resoto("run", name, "--json")
         assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from resoto_tasks.celery_app import app
+from resoto_tasks import runtime
 from resoto_tasks.redis_conn import client, mask_url
 from resoto_tasks.routing import QUEUES
 from tests.support.redis_server import RedisServer
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("session_worker")
 @pytest.mark.parametrize("queue", QUEUES)
 def test_a_pickle_serialized_message_is_refused_and_not_executed(queue: str) -> None:
     pickled, control = f"test:pickle:{uuid.uuid4().hex}", f"test:json:{uuid.uuid4().hex}"
-    app.send_task("tests.marker", args=(pickled,), queue=queue, serializer="pickle")
-    app.send_task("tests.marker", args=(control,), queue=queue, serializer="json")
+    runtime.app().send_task("tests.marker", args=(pickled,), queue=queue, serializer="pickle")
+    runtime.app().send_task("tests.marker", args=(control,), queue=queue, serializer="json")
     r = client()
     deadline = time.monotonic() + 15
     while not r.exists(control) and time.monotonic() < deadline:
@@ -32,9 +32,9 @@ def test_a_pickle_serialized_message_is_refused_and_not_executed(queue: str) -> 
 
 
 def test_the_app_accepts_json_only() -> None:
-    assert app.conf.accept_content == ["json"]
-    assert app.conf.result_accept_content == ["json"]
-    assert app.conf.task_serializer == app.conf.result_serializer == "json"
+    assert runtime.app().conf.accept_content == ["json"]
+    assert runtime.app().conf.result_accept_content == ["json"]
+    assert runtime.app().conf.task_serializer == runtime.app().conf.result_serializer == "json"
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from resoto_tasks import engine, subscribers
+from resoto_tasks import runtime, subscribers
 from resoto_tasks.models import OutcomeStatus, RunStatus, StepStatus
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished, wait_until
 from tests.support.workers import WorkerProcess, resoto
@@ -46,7 +46,7 @@ def test_a_subscriber_returning_garbage_fails_the_step_with_a_message() -> None:
     add_workflow(name, [{"name": f"{name}_a"}])
     bad = sub(f"{name}_a", garbage=True)
     with subscribed(bad):
-        run = wait_finished(engine.start(name).run_id or "", 20)
+        run = wait_finished(runtime.engine().start(name).run_id or "", 20)
     outcome = run.steps[1].outcomes[bad.subscriber_id]
     assert outcome.status == OutcomeStatus.error
     assert "not JSON" in (outcome.error or "")
@@ -57,10 +57,10 @@ def test_a_subscriber_returning_garbage_fails_the_step_with_a_message() -> None:
 def test_a_subscriber_hanging_past_its_hard_time_limit_is_recorded_as_lost() -> None:
     name = unique("hang")
     add_workflow(name, [{"name": f"{name}_a", "timeout": 60, "on_error": "stop"}])
-    hanging = sub(f"{name}_a", timeout=1, hang=True)
+    hanging = sub(f"{name}_a", timeout_s=1, hang=True)
     other = sub(f"{name}_a")
     with subscribed(hanging, other):
-        run = wait_finished(engine.start(name).run_id or "", 30)
+        run = wait_finished(runtime.engine().start(name).run_id or "", 30)
     step = run.steps[1]
     assert step.outcomes[hanging.subscriber_id].status == OutcomeStatus.lost
     assert step.outcomes[other.subscriber_id].status == OutcomeStatus.done

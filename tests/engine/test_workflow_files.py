@@ -65,7 +65,7 @@ def test_a_good_file_loads_with_expanded_steps_and_all_trigger_kinds(tmp_path: P
     wf = found[0].build()
     assert [s.name for s in wf.steps] == ["pre_backup", "backup", "post_backup", "pre_report", "report", "post_report"]
     assert [s.action for s in wf.steps][3:] == ["pre_send_report", "send_report", "post_send_report"]
-    assert wf.steps[0].timeout == 600 and wf.steps[0].on_error.value == "stop"
+    assert wf.steps[0].timeout_s == 600 and wf.steps[0].on_error.value == "stop"
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

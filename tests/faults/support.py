@@ -28,7 +28,7 @@ from resoto_tasks import keys
 from resoto_tasks.models import Run, Subscription
 from resoto_tasks.settings import get_settings
 from resoto_tasks.store import ResourceStore
-from resoto_tasks.timeutil import now_ms
+from resoto_tasks.timeutil import now_ms, parse_time
 from tests.beat.helpers import BEAT_ENV, BeatProcess
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess, resoto
@@ -38,8 +38,8 @@ SUBSCRIBER_TTL_S = 6.0
 VISIBILITY_TIMEOUT_S = 8
 
 
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def parse_iso(text: str | datetime) -> datetime:
+    return text if isinstance(text, datetime) else parse_time(text)
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.05) -> Any:
@@ -172,20 +172,27 @@ class FaultStack:
         return {name: int(json.loads(value)["current"]) for name, value in raw.items()}
 
     def outcomes(self, run_id: str) -> dict[str, dict[str, Any]]:
-        raw = self.r.hgetall(keys.run_outcomes(run_id))
-        return {name: json.loads(value) for name, value in raw.items()}
+        """``{step}/{subscriber}`` -> the answer: what its task returned (the result backend, so
+        an answer that came late is seen too), else the outcome the run record decided."""
+        run = self.run(run_id)
+        found: dict[str, dict[str, Any]] = {}
+        for i, step in enumerate(run.steps):
+            for sub, outcome in step.outcomes.items():
+                found[f"{i}/{sub}"] = outcome.model_dump(mode="json")
+            for sub, task_id in step.task_ids.items():
+                raw = self.r.get(f"celery-task-meta-{task_id}")
+                meta = json.loads(raw) if raw else {}
+                if meta.get("status") == "SUCCESS":
+                    found[f"{i}/{sub}"] = meta["result"]
+        return found
 
     def store(self) -> ResourceStore:
         return ResourceStore(self.r)
 
     def hold(self, subs: Iterable[Subscription], holder: str = "fault-test", ttl_s: float = 600) -> None:
         """Keep subscriptions alive for the test, as a worker's heartbeat would."""
-        found = list(subs)
         expires = now_ms() + int(ttl_s * 1000)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(keys.subscriptions(), mapping={s.key: s.model_dump_json() for s in found})
-        pipe.zadd(keys.subscriptions_live(), {f"{s.key}|{holder}": expires for s in found})
-        pipe.execute()
+        self.r.zadd(keys.subscriptions_live(), {f"{holder}|{s.model_dump_json()}": expires for s in subs})
 
     def calls(self, run_id: str) -> list[dict[str, Any]]:
         """What ``tests.behave`` recorded for the run, in completion order."""
@@ -204,8 +211,8 @@ class FaultStack:
             self.broker_server.cleanup()
 
 
-def behave(action: str, sid: str, queue: str, timeout: float = 30, **kwargs: Any) -> Subscription:
+def behave(action: str, sid: str, queue: str, timeout_s: float = 30, **kwargs: Any) -> Subscription:
     """A subscription answered by ``tests.behave`` (sleeps, raises, ... as ``kwargs`` say)."""
     return Subscription(
-        action=action, subscriber_id=sid, task="tests.behave", queue=queue, timeout=timeout, kwargs=kwargs
+        action=action, subscriber_id=sid, task="tests.behave", queue=queue, timeout_s=timeout_s, kwargs=kwargs
     )

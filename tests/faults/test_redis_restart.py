@@ -86,8 +86,8 @@ def test_redis_killed_and_restarted_while_idle_loses_nothing_and_the_workers_car
 def two_step_workflow(stack: FaultStack, timeout_s: float) -> None:
     steps = [{"name": "first", "timeout": timeout_s}, {"name": "second", "timeout": timeout_s}]
     stack.add_workflow("two_steps", steps, on_surpass="wait")
-    slow = behave("first", "slow", QUEUE, timeout=timeout_s, sleep=3)
-    stack.hold([slow, behave("second", "quick", QUEUE, timeout=timeout_s)])
+    slow = behave("first", "slow", QUEUE, timeout_s=timeout_s, sleep=3)
+    stack.hold([slow, behave("second", "quick", QUEUE, timeout_s=timeout_s)])
 
 
 def test_redis_restarted_in_the_middle_of_a_run_ends_it_with_a_reason_and_the_queued_wait_run_follows(

@@ -14,7 +14,7 @@ import pytest
 from resoto_tasks import keys
 from resoto_tasks.models import OutcomeStatus, RunStatus, StepStatus
 from resoto_tasks.routing import WORKFLOW
-from resoto_tasks.supervisor import CALLBACK_GRACE_MS
+from resoto_tasks.transitions import CALLBACK_GRACE_MS
 from tests.faults.support import SUPERVISOR_INTERVAL_S, FaultStack, behave, parse_iso, wait_until
 
 pytestmark = pytest.mark.faults

@@ -12,7 +12,9 @@ from redis.retry import Retry
 
 from resoto_tasks import stats, subscribers
 from resoto_tasks.models import Subscription
+from resoto_tasks.runs import RunStore
 from resoto_tasks.store import ResourceStore
+from resoto_tasks.transitions import Count, Decision, SetStat
 from tests.metrics.support import PROVIDER, Samples, cloud, commit, fetch, promtool_check, samples, value
 from tests.metrics.test_generate import scrape
 from tests.support.redis_server import free_port
@@ -21,13 +23,25 @@ from worker.metrics.server import serve
 
 
 def _finish_run(r: redis.Redis, workflow: str, status: str, seconds: int) -> None:
-    """What the engine records when a run ends (the same functions, on a pipeline of ours)."""
+    """What the engine writes when a run ends: the same typed writes, applied by the run store."""
+    writes = (
+        Count("runs", (workflow, status)),
+        Count("run_seconds", (workflow, "sum"), seconds),
+        Count("run_seconds", (workflow, "count")),
+        Count("step_seconds", (workflow, "collect", "sum"), 2),
+        Count("step_seconds", (workflow, "collect", "count")),
+        Count("schedule_delay", (workflow, "sum"), 0.5),
+        Count("schedule_delay", (workflow, "count")),
+        *((SetStat("last_success", (workflow,), "1767261630.000"),) if status == "succeeded" else ()),
+    )
+    assert RunStore(r).apply(Decision(writes=writes), [])[0]
     pipe = r.pipeline(transaction=True)
-    stats.on_run_finished(pipe, workflow, status, "2026-01-01T10:00:00+00:00", f"2026-01-01T10:00:{seconds:02d}+00:00")
-    stats.on_step_finished(pipe, workflow, "collect", "2026-01-01T10:00:00+00:00", "2026-01-01T10:00:02+00:00")
-    stats.on_run_started(pipe, workflow, "2026-01-01T10:00:00.500+00:00", "2026-01-01T10:00:00+00:00")
     stats.on_cleanup_decision(pipe, "skipped", f"protected-{workflow}")
     pipe.execute()
+
+
+def _not_started(r: redis.Redis, workflow: str, reason: str) -> None:
+    assert RunStore(r).apply(Decision(writes=(Count("not_started", (workflow, reason)),)), [])[0]
 
 
 def _counters(found: Samples) -> Samples:
@@ -42,7 +56,7 @@ def test_the_whole_exposition_passes_promtool_and_prometheus_clients_parser(
     commit(store, account, cloud(account))
     workflow = f"wf_{uuid.uuid4().hex[:8]}"
     _finish_run(r, workflow, "succeeded", 30)
-    stats.on_not_started(workflow, "skipped")
+    _not_started(r, workflow, "skipped")
     generate(run_id="format")
     text = scrape(r)
     promtool_check(text)
@@ -59,7 +73,7 @@ def test_the_orchestrators_metrics_show_runs_durations_delays_overlap_cleanup_an
     action = f"act_{uuid.uuid4().hex[:8]}"
     _finish_run(r, workflow, "succeeded", 30)
     _finish_run(r, workflow, "failed", 10)
-    stats.on_not_started(workflow, "skipped")
+    _not_started(r, workflow, "skipped")
     holder = f"pytest-{uuid.uuid4().hex[:8]}"
     subs = [Subscription(action=action, subscriber_id=s, task="tests.behave", queue="workflow") for s in "ab"]
     subscribers.register(subs, holder, ttl_s=60)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from resoto_tasks import engine, subscribers
+from resoto_tasks import runtime, subscribers
 from resoto_tasks.models import RunStatus, Subscription
 from resoto_tasks.store import ResourceStore
 from resoto_tasks.worker_options import WorkerOptions
@@ -44,7 +44,7 @@ def test_a_metrics_worker_subscribes_to_generate_metrics_and_serves_metrics_and_
     live = {s.key: s for s in subscribers.live(task.ACTION)}
     assert live[key] == Subscription(
         action="generate_metrics", subscriber_id="metrics", task="resoto.generate_metrics", queue="metrics",
-        timeout=300,
+        timeout_s=300,
     )  # fmt: skip
     assert fetch(port, "/health") == (200, "ok\n")
     status, body = fetch(port)
@@ -91,9 +91,9 @@ def test_a_run_through_a_worker_publishes_counts_equal_to_the_store_and_the_runs
     add_workflow(name, [{"name": action, "action": action}])
     port = free_port()
     worker = _metrics_worker(start_worker, port, queues=f"{queue},workflow")
-    held = Subscription(action=action, subscriber_id="metrics", task=task.TASK_NAME, queue=queue, timeout=60)
+    held = Subscription(action=action, subscriber_id="metrics", task=task.TASK_NAME, queue=queue, timeout_s=60)
     with subscribed(held):
-        run = wait_finished(engine.start(name).run_id or "", 60)
+        run = wait_finished(runtime.engine().start(name).run_id or "", 60)
     assert run.status == RunStatus.succeeded, run
     found = _ours(port, accounts)
     counts = store.counts().by_account

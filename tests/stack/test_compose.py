@@ -29,7 +29,8 @@ import pytest
 import redis
 import yaml
 
-from resoto_tasks.celery_app import CORE_TASK_MODULES, WORKER_TASK_MODULES, app
+from resoto_tasks import runtime
+from resoto_tasks.celery_app import CORE_TASK_MODULES, WORKER_TASK_MODULES
 from resoto_tasks.routing import QUEUES
 from tests.support.redis_server import free_port, redis_binary
 from tests.support.workers import ROOT, VENV_BIN
@@ -393,7 +394,7 @@ def test_what_the_dockerfile_copies_builds_a_wheel_declaring_every_dependency(tm
     modules = [
         *CORE_TASK_MODULES,
         *WORKER_TASK_MODULES,
-        str(app.conf.beat_scheduler).split(":")[0],
+        str(runtime.app().conf.beat_scheduler).split(":")[0],
         "resoto_tasks.celery_app",
         "resoto_tasks.cli.main",
     ]

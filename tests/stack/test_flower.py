@@ -56,13 +56,13 @@ def _tasks(url: str) -> dict[str, Any]:
 
 @pytest.mark.usefixtures("session_worker")
 def test_flower_lists_the_runs_tasks_with_readable_names_run_id_and_step(flower: str) -> None:
-    from resoto_tasks import engine
+    from resoto_tasks import runtime
     from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished
 
     name = unique("flower")
     add_workflow(name, [{"name": f"{name}_a"}])
     with subscribed(sub(f"{name}_a", sleep=0.3)):
-        run = wait_finished(engine.start(name).run_id or "", 30)
+        run = wait_finished(runtime.engine().start(name).run_id or "", 30)
     deadline = time.monotonic() + 20
     ours: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not ours:

@@ -52,7 +52,7 @@ def _step(action: str, outcomes: dict[str, Outcome], status: StepStatus = StepSt
         name=action,
         action=action,
         on_error="continue",
-        timeout=10,
+        timeout_s=10,
         status=status,
         blocking=list(outcomes),
         outcomes=outcomes,
@@ -78,9 +78,8 @@ def test_the_summary_shows_recorded_numbers_and_says_why_a_figure_is_unknown() -
             _step("cleanup_plan", {}),
             _step("cleanup", {}),
         ],
-        ledger={"totals": {"deleted": 4, "skipped_protected": 1}},
     )
-    summary = summarize(run)
+    summary = summarize(run, ledger_totals={"deleted": 4, "skipped_protected": 1})
     assert summary.figures["collected"].value == 15
     assert summary.figures["deleted"].value == 4
     assert summary.figures["deleted"].source == "cleanup ledger: deleted"

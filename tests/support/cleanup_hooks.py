@@ -6,7 +6,7 @@ from resoto_tasks import ActionContext, subscriber
 from resoto_tasks.store import ResourceStore
 
 
-@subscriber("cleanup_plan", timeout=60)
+@subscriber("cleanup_plan", timeout_s=60)
 def no_buckets(ctx: ActionContext) -> dict[str, int]:
     store = ResourceStore()
     refs = [r.ref for p, a in store.accounts() for r in store.iter_resources(p, a, kind="bucket")]

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from resoto_tasks import keys, runs, subscribers
+from resoto_tasks import keys, runs, runtime, subscribers
 from resoto_tasks.models import Run, Subscription
 from resoto_tasks.redis_conn import client
 
@@ -36,7 +36,7 @@ def sub(
     action: str,
     sid: str | None = None,
     queue: str = "workflow",
-    timeout: float = 30,
+    timeout_s: float = 30,
     blocking: bool = True,
     task: str = "tests.behave",
     raising: str | None = None,
@@ -51,7 +51,7 @@ def sub(
         subscriber_id=sid or unique(action),
         task=task,
         queue=queue,
-        timeout=timeout,
+        timeout_s=timeout_s,
         wait_for_completion=blocking,
         kwargs=kwargs,
     )
@@ -73,7 +73,7 @@ def wait_finished(run_id: str, timeout_s: float = 30) -> Run:
     while time.monotonic() < deadline:
         run = runs.get(run_id)
         if run.status.finished:
-            return runs.view(run_id)
+            return runtime.engine().view(run_id)
         time.sleep(0.05)
     raise TimeoutError(f"run {run_id} still {runs.get(run_id).status} after {timeout_s}s")
 

@@ -10,7 +10,8 @@ import json
 import time
 from typing import Any
 
-from resoto_tasks.celery_app import app
+from celery import shared_task
+
 from resoto_tasks.redis_conn import client
 from resoto_tasks.subscribers import ActionContext, action_task, subscriber
 
@@ -45,12 +46,12 @@ def behave(ctx: ActionContext) -> Any:
     return {"ok": True}
 
 
-@subscriber("probe_action", queue="probe", timeout=5)
+@subscriber("probe_action", queue="probe", timeout_s=5)
 def probe(ctx: ActionContext) -> None:
     """A static hook: registered by any worker that consumes the ``probe`` queue."""
 
 
-@app.task(name="tests.marker", queue="workflow")
+@shared_task(name="tests.marker", queue="workflow")
 def marker(key: str) -> None:
     """Proves a message was executed: sets ``key``."""
     client().set(key, "executed", ex=600)

@@ -64,9 +64,9 @@ def _tags(expiry: str) -> dict[str, str]:
 def test_no_generated_cloud_loses_a_protected_or_unexpired_unmarked_resource(
     prop_redis: redis.Redis, specs: list[dict[str, object]], die_after: int, max_cap: int | None
 ) -> None:
-    from resoto_tasks import ledger
     from resoto_tasks.store import ResourceStore
     from resoto_tasks.store.resources import Resource, ResourceRef
+    from worker import ledger
     from worker.cleanup import CleanupRefused, DeletionsFailed, Limits, mark_expired, run_cleanup
     from worker.providers.base import Provider, ProviderError
 
@@ -171,9 +171,9 @@ def test_waves_put_dependents_first_and_leave_cycles_alone() -> None:
 
 
 def test_what_a_kept_protected_resource_depends_on_is_not_deleted(prop_redis: redis.Redis) -> None:
-    from resoto_tasks import ledger
     from resoto_tasks.store import ResourceStore
     from resoto_tasks.store.resources import Resource, ResourceRef
+    from worker import ledger
     from worker.cleanup import Limits, run_cleanup
     from worker.providers.base import Provider
 
