@@ -4,25 +4,33 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test deps-run deps-test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,flower,lite]'
+	$(BIN)/pip install --quiet -e '.[dev,flower,lite,local]'
 	touch $(STAMP)
 
 ## make run: set up, then bring up the whole stack locally (Redis, a worker per queue, beat, Flower)
-run: $(STAMP)
+run: $(STAMP) deps-run
 	$(BIN)/resoto-tasks up
 
-## make test: set up, lint, type-check, then run the test suite against a private redis-server
-test: $(STAMP) lint typecheck
+## make test: set up, lint, check import contracts, type-check, then run the tests against a private redis-server
+test: $(STAMP) deps-test lint typecheck
 	$(BIN)/pytest -q
+
+## the system tools each command needs, from Debian's packages where missing (see the script's header)
+deps-run:
+	bash scripts/install-deps.sh redis-server
+
+deps-test:
+	bash scripts/install-deps.sh redis-server promtool
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check resoto_tasks worker beat bench tests
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .import_linter_cache

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
+from resoto_tasks.local_stack.summary import ActionSummary, RunSummary
 from resoto_tasks.models import OutcomeStatus, Run, RunStatus, StepRun, StepStatus, Workflow
 from resoto_tasks.timeutil import iso, seconds_between
 
@@ -134,3 +137,51 @@ def run_timeline(run: Run, ledger: dict[str, Any] | None = None) -> RenderableTy
         totals = ledger.get("totals", {})
         parts.append(Text("cleanup ledger: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))))
     return Group(*parts)
+
+
+def _fmt_number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _answers_text(a: ActionSummary) -> str:
+    if a.subscribers == 0:
+        return f"{a.step_status}, no subscribers"
+    answers = ", ".join(f"{n} {status}" for status, n in sorted(a.answers.items()))
+    numbers = ", ".join(f"{k} {_fmt_number(v)}" for k, v in sorted(a.numbers.items()))
+    return f"{a.step_status}: {a.subscribers} subscriber(s), {answers}" + (f"; {numbers}" if numbers else "")
+
+
+def run_summary(summary: RunSummary, links: Mapping[str, str]) -> RenderableType:
+    """What ``up``'s first run did (:mod:`resoto_tasks.local_stack.summary`), as a table for people;
+    ``links`` are extra rows (metrics, Flower, logs, Redis) in markup."""
+    run = summary.run
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "run",
+        Text.assemble(
+            f"{run.id}  {run.workflow}  ",
+            styled(run.status),
+            f" in {fmt_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
+        ),
+    )
+    for name, figure in summary.figures.items():
+        if figure.value is None:
+            table.add_row(name, Text(f"unknown ({figure.source})", style="dim"))
+        else:
+            table.add_row(name, f"{_fmt_number(figure.value)}  [dim]({escape(figure.source)})[/]")
+    for action in summary.actions.values():
+        table.add_row(f"  {action.action}", Text(_answers_text(action), style="dim"))
+        for error in action.errors[:3]:
+            table.add_row("", Text(error[:160], style="red"))
+    if summary.ledger_totals:
+        table.add_row("ledger", Text(", ".join(f"{k} {v}" for k, v in sorted(summary.ledger_totals.items()))))
+    if summary.store is not None:
+        parts = [f"{k} {v}" for k, v in summary.store.items() if isinstance(v, int | float)]
+        table.add_row("store", Text(", ".join(parts)))
+    elif summary.store_note:
+        table.add_row("store", Text(summary.store_note, style="dim"))
+    for label, value in links.items():
+        table.add_row(label, value)
+    return Group(Text("summary", style="bold underline"), table)

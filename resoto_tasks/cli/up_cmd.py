@@ -43,7 +43,7 @@ from resoto_tasks.cli.common import (
     err_console,
     print_json,
 )
-from resoto_tasks.cli.render import STATUS_STYLE, duration_s, fmt_duration
+from resoto_tasks.cli.render import STATUS_STYLE, duration_s, fmt_duration, run_summary
 from resoto_tasks.cli.runs_cmd import wait_for
 from resoto_tasks.errors import ConfigurationError, ResotoError, UnknownWorkflow
 from resoto_tasks.local_stack import environment, leftovers, redis_local, summary
@@ -58,7 +58,7 @@ from resoto_tasks.local_stack.plan import (
     flower_installed,
     plan,
 )
-from resoto_tasks.local_stack.processes import stop_all
+from resoto_tasks.local_stack.processes import require_psutil, stop_all
 from resoto_tasks.local_stack.redis_local import RedisSource, StackRedis
 from resoto_tasks.local_stack.restarts import RestartPolicy
 from resoto_tasks.local_stack.stack import STOP_SIGNALS, LocalStack, http_ok
@@ -242,6 +242,7 @@ class UpSession:
     # -- bringing it up -------------------------------------------------------------------------
 
     def _bring_up(self, data_dir: Path | None, guard: SignalGuard, ready_timeout: float) -> None:
+        require_psutil()
         self.paths = paths = make_paths(data_dir)
         self.report.say(
             f"[bold]resoto-tasks up[/]  logs: {escape(str(paths.run_dir))}"
@@ -357,7 +358,7 @@ class UpSession:
         found = summary.summarize(run, store, note, totals)
         self.document = self._document(run, found)
         if not self.report.json:
-            console.print(summary.render(found, self._links()))
+            console.print(run_summary(found, self._links()))
         if self.redis is not None and self.redis.started and self.configured_url != self.redis.url:
             self.report.say(f"[dim]other terminals: export RESOTO_REDIS_URL={escape(self.redis.url)}[/]")
 

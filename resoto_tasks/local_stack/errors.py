@@ -11,6 +11,15 @@ class StackError(ResotoError):
     """Base of every error ``resoto-tasks up`` reports before or while bringing the stack up."""
 
 
+class MissingExtra(StackError):
+    """A package that only the local stack needs is not installed (it comes with an extra)."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"resoto-tasks up needs {package} (not installed): pip install 'resoto-tasks[{extra}]'")
+        self.package = package
+        self.extra = extra
+
+
 class NoRedisServer(StackError):
     """``RESOTO_REDIS_URL`` did not answer and no Redis server could be started in its place."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.util
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+from resoto_tasks.local_stack.errors import MissingExtra
 
 _PR_SET_PDEATHSIG = 1
 LEFTOVER_GRACE_S = 1.0
@@ -137,8 +138,24 @@ class ManagedProcess:
         return bool(group_members(self.proc.pid))
 
 
+def require_psutil() -> None:
+    """``up`` calls this before it starts anything, so a missing psutil is one line at the start, not
+    a traceback while stopping.
+
+    psutil is the ``local`` extra: only the local stack needs it, so importing the rest of
+    resoto_tasks (the CLI included) does not, and :func:`group_members` imports it when called.
+
+    Raises:
+        MissingExtra: psutil is not installed.
+    """
+    if importlib.util.find_spec("psutil") is None:
+        raise MissingExtra("psutil", "local")
+
+
 def group_members(pgid: int) -> list[int]:
     """Pids of the live (non-zombie) processes in process group ``pgid``."""
+    import psutil  # the `local` extra, see require_psutil
+
     found: list[int] = []
     for proc in psutil.process_iter(["status"]):
         try:

@@ -9,6 +9,8 @@ Only what the system recorded is shown, never a guess:
 
 The headline figures are taken from those sources by the names in :data:`HEADLINE_KEYS`; a figure
 with no source is shown as unknown, with the reason (say, no worker subscribed to ``collect``).
+The table people see is :func:`resoto_tasks.cli.render.run_summary`: the CLI imports the local
+stack, never the other way round.
 """
 
 from __future__ import annotations
@@ -20,13 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Group, RenderableType
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-
-from resoto_tasks.cli.render import duration_s, fmt_duration, styled
 from resoto_tasks.models import OutcomeStatus, Run, StepRun
+from resoto_tasks.timeutil import seconds_between
 
 MAIN_ACTIONS = ("collect", "cleanup_plan", "cleanup", "generate_metrics")
 
@@ -72,7 +69,7 @@ class RunSummary:
             "run_id": self.run.id,
             "workflow": self.run.workflow,
             "status": self.run.status.value,
-            "duration_s": duration_s(self.run.started_at, self.run.finished_at),
+            "duration_s": seconds_between(self.run.started_at, self.run.finished_at),
             "figures": {k: {"value": f.value, "source": f.source} for k, f in self.figures.items()},
             "actions": {
                 a.action: {
@@ -181,50 +178,3 @@ def summarize(
     summary = RunSummary(run=run, actions=actions, ledger_totals=totals, store=store, store_note=store_note)
     summary.figures = {name: _figure(name, actions, totals) for name in HEADLINE_KEYS}
     return summary
-
-
-def _fmt_number(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
-
-
-def _answers_text(a: ActionSummary) -> str:
-    if a.subscribers == 0:
-        return f"{a.step_status}, no subscribers"
-    answers = ", ".join(f"{n} {status}" for status, n in sorted(a.answers.items()))
-    numbers = ", ".join(f"{k} {_fmt_number(v)}" for k, v in sorted(a.numbers.items()))
-    return f"{a.step_status}: {a.subscribers} subscriber(s), {answers}" + (f"; {numbers}" if numbers else "")
-
-
-def render(summary: RunSummary, links: Mapping[str, str]) -> RenderableType:
-    """The summary table for people; ``links`` are extra rows (metrics, Flower, logs, Redis) in markup."""
-    run = summary.run
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row(
-        "run",
-        Text.assemble(
-            f"{run.id}  {run.workflow}  ",
-            styled(run.status),
-            f" in {fmt_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
-        ),
-    )
-    for name, figure in summary.figures.items():
-        if figure.value is None:
-            table.add_row(name, Text(f"unknown ({figure.source})", style="dim"))
-        else:
-            table.add_row(name, f"{_fmt_number(figure.value)}  [dim]({escape(figure.source)})[/]")
-    for action in summary.actions.values():
-        table.add_row(f"  {action.action}", Text(_answers_text(action), style="dim"))
-        for error in action.errors[:3]:
-            table.add_row("", Text(error[:160], style="red"))
-    if summary.ledger_totals:
-        table.add_row("ledger", Text(", ".join(f"{k} {v}" for k, v in sorted(summary.ledger_totals.items()))))
-    if summary.store is not None:
-        parts = [f"{k} {v}" for k, v in summary.store.items() if isinstance(v, int | float)]
-        table.add_row("store", Text(", ".join(parts)))
-    elif summary.store_note:
-        table.add_row("store", Text(summary.store_note, style="dim"))
-    for label, value in links.items():
-        table.add_row(label, value)
-    return Group(Text("summary", style="bold underline"), table)
