@@ -119,13 +119,16 @@ def pstats_summary(stats: pstats.Stats, runs: int, top: int = 25) -> dict[str, A
 
 def rtt_summary(counts: Counter[str], runs: int, steps: int) -> dict[str, Any]:
     """Round trips per workflow and per subscribed step, split into resoto_tasks' own (its code
-    calling redis-py directly) and Celery/kombu's (messages, results, chords), and by origin."""
+    calling redis-py directly; the engine's apart from the subscriber tasks' abort checks) and
+    Celery/kombu's (messages, results, chords), and by origin."""
     total = sum(counts.values())
     own = sum(v for k, v in counts.items() if _is_own(k))
+    engine = sum(v for k, v in counts.items() if _is_own(k) and "subscribers." not in k)
     return {
         "round_trips_per_workflow": round(total / runs, 1),
         "round_trips_per_subscribed_step": round(total / runs / steps, 2),
         "resoto_own_round_trips_per_subscribed_step": round(own / runs / steps, 2),
+        "resoto_engine_round_trips_per_subscribed_step": round(engine / runs / steps, 2),
         "celery_kombu_round_trips_per_subscribed_step": round((total - own) / runs / steps, 2),
         "round_trips_by_origin_per_workflow": {k: round(v / runs, 2) for k, v in counts.most_common()},
     }
@@ -168,7 +171,8 @@ def render(name: str, summary: dict[str, Any], top: int = 20) -> str:
             f"  -- {part}: {data.get('busy_ms_per_workflow')} ms/workflow in {_WHAT[part]} (under cProfile), "
             f"{data.get('round_trips_per_workflow')} Redis round trips/workflow "
             f"({data.get('round_trips_per_subscribed_step')} per subscribed step: "
-            f"{data.get('resoto_own_round_trips_per_subscribed_step')} resoto_tasks' own, "
+            f"{data.get('resoto_own_round_trips_per_subscribed_step')} resoto_tasks' own "
+            f"({data.get('resoto_engine_round_trips_per_subscribed_step')} outside the subscriber tasks), "
             f"{data.get('celery_kombu_round_trips_per_subscribed_step')} Celery/kombu)"
         )
         cats = data.get("by_category_ms_per_workflow", {})

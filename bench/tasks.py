@@ -77,7 +77,10 @@ def _origin() -> str:
     lib = ""
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
-        if module.startswith("resoto_tasks"):
+        if module == "resoto_tasks.result_backend":
+            # resoto's subclass of Celery's result backend: it stores results, as Celery's does
+            lib = lib or ("" if chain else "celery result backend")
+        elif module.startswith("resoto_tasks"):
             name = f"{module.removeprefix('resoto_tasks.')}.{frame.f_code.co_name}"
             if not chain or chain[-1] != name:
                 chain.append(name)
