@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 
@@ -9,6 +10,7 @@ import pytest
 
 from resoto_tasks import runs, runtime
 from resoto_tasks.models import RunStatus, StartResult, StartStatus
+from resoto_tasks.redis_conn import client
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished, wait_until
 from tests.support.workers import resoto
 
@@ -131,16 +133,16 @@ def test_fifty_racing_replace_starts_leave_exactly_one_run_running() -> None:
 def test_a_queued_wait_run_survives_the_exit_of_the_process_that_queued_it() -> None:
     name = unique("survive")
     add_workflow(name, [{"name": f"{name}_a"}], on_surpass="wait")
-    slow = sub(f"{name}_a", sleep=2.0)
-    with subscribed(slow):
+    gate = unique("gate")
+    held = sub(f"{name}_a", until_key=gate)  # the first run holds until the test opens the gate
+    with subscribed(held):
         first = runtime.engine().start(name)
         # another process queues the second run and exits at once
         proc = resoto("run", name, "--json")
         assert proc.returncode == 0, proc.stderr
-        import json
-
         queued_id = json.loads(proc.stdout)["run_id"]
         assert runs.get(queued_id).status == RunStatus.queued
+        client().set(gate, "open", ex=600)
         wait_finished(first.run_id or "", 30)
         second = wait_finished(queued_id, 30)
     assert second.status == RunStatus.succeeded

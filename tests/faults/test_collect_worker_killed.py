@@ -194,7 +194,7 @@ def test_a_collect_worker_killed_mid_account_times_the_step_out_within_one_super
         outcome = step.outcomes[f"collect:example:{account}"]
         assert outcome.status == OutcomeStatus.timed_out
         assert outcome.error == "no answer before the step's deadline"
-    assert run.status == RunStatus.failed
+    assert run.status == RunStatus.succeeded and run.has_errors  # on_error: continue tolerates it
     assert run.reason == "steps with errors: collect"
     assert run.steps[2].status == StepStatus.done  # on_error: continue, post_collect still ran
     ended_after_deadline_s = parse_iso(step.finished_at or "").timestamp() - step.deadline_ms / 1000

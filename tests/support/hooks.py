@@ -31,6 +31,11 @@ def behave(ctx: ActionContext) -> Any:
             break
         time.sleep(sleep_s / steps)
         ctx.progress(i + 1, steps)
+    gate = kwargs.get("until_key")
+    while gate and not client().exists(str(gate)):  # held until the test opens the gate
+        if ctx.aborted:
+            break
+        time.sleep(0.02)
     if kwargs.get("hang"):
         while True:  # ignores the soft time limit: only the hard limit ends it
             try:
