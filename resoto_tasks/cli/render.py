@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -37,7 +37,7 @@ def duration_s(start: datetime | None, end: datetime | None) -> float | None:
 
 def clock_time(at: datetime | None) -> str:
     """``HH:MM:SS.mmm`` in UTC, or nothing."""
-    return iso(at)[11:23] if at else ""  # type: ignore[index]  # iso() of a datetime is a str
+    return at.astimezone(UTC).strftime("%H:%M:%S.%f")[:12] if at else ""
 
 
 def fmt_duration(seconds: float | None) -> str:
