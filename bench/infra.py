@@ -220,7 +220,7 @@ SIDES = (ENGINE, SCRIPT, SUBSCRIBER, CELERY, CELERY_SCRIPT)
 INSIDE = {ENGINE: SCRIPT, CELERY: CELERY_SCRIPT, HARNESS: HARNESS}
 
 
-def classify(client: str, command: str, prefix: str, harness: set[str]) -> str:
+def classify(client: str, command: str, prefix: str, harness: set[str], local: set[str]) -> str:
     """Which side sent a command, from its MONITOR line (a script's commands: see :class:`CommandSplit`).
 
     * ``resoto``: ``EVALSHA``/``EVAL`` of the run store's guarded apply
@@ -228,14 +228,16 @@ def classify(client: str, command: str, prefix: str, harness: set[str]) -> str:
       prefix (the engine's reads, the start's admission, the catalogue's version);
     * ``resoto, in subscriber tasks``: what the action task around a subscriber asks (its abort
       check, progress), not the engine;
-    * ``bench harness``: the bench process waiting for and checking runs (its named connection,
-      and the SUBSCRIBE/UNSUBSCRIBE of ``AsyncResult.get`` waiting for a canvas);
+    * ``bench harness``: the bench process waiting for and checking runs (its named connection
+      in ``harness``, and the SUBSCRIBE/UNSUBSCRIBE of ``AsyncResult.get`` waiting for a canvas: from
+      a connection of this process, in ``local``; a worker's SUBSCRIBE when it sends a chord's
+      header is Celery's);
     * ``celery``: everything else (kombu's queues, acks and events, the result backend and its
       chord scripts).
     """
     name, _, rest = command.partition(" ")
     name = name.upper()
-    if client in harness or (name in ("SUBSCRIBE", "UNSUBSCRIBE") and rest.startswith("celery-task-meta-")):
+    if client in harness or (client in local and name in ("SUBSCRIBE", "UNSUBSCRIBE")):
         return HARNESS
     if name == "EVALSHA":
         return ENGINE if rest.startswith(runs.APPLY_SCRIPT_SHA) else CELERY
@@ -263,6 +265,7 @@ class CommandSplit:
         self.prefix = prefix
         self.counts: dict[str, int] = {}
         self.harness: set[str] = set()
+        self.local: set[str] = set()
         self.ignored: set[str] = set()
         self._known: set[str] = set()
         self._lock = threading.Lock()
@@ -271,7 +274,9 @@ class CommandSplit:
         self._side = redis.Redis.from_url(url, decode_responses=True, client_name="bench-monitor-side")
 
     def _refresh_clients(self) -> None:
-        """Learn the addresses of the harness connection and of our own side connection."""
+        """Learn the addresses of the harness connection, of this process's connections and of our own
+        side connection."""
+        self.local |= _local_addresses()
         for c in self._side.client_list():
             if c.get("name") == HARNESS_CLIENT:
                 self.harness.add(c["addr"])
@@ -299,7 +304,7 @@ class CommandSplit:
                 if client == "lua":
                     side = INSIDE[script_side]
                 else:
-                    side = classify(client, command, self.prefix, self.harness)
+                    side = classify(client, command, self.prefix, self.harness, self.local)
                     if command[:4].upper() == "EVAL":
                         script_side = side
                 key = f"{side}|{command.partition(' ')[0].upper()}"
@@ -332,6 +337,15 @@ class CommandSplit:
         if self._thread is not None:
             self._thread.join(5)
         self._side.close()
+
+
+def _local_addresses() -> set[str]:
+    """``ip:port`` of this process's TCP connections (as Redis names its clients)."""
+    try:
+        import psutil
+    except ImportError:  # then the canvas's waiting counts as Celery's
+        return set()
+    return {f"{c.laddr.ip}:{c.laddr.port}" for c in psutil.Process().net_connections(kind="tcp") if c.raddr}
 
 
 def by_side(stats: ServerStats) -> dict[str, dict[str, int]]:
