@@ -379,8 +379,9 @@ def _schedule_delay(run: Run) -> tuple[Write, ...]:
 
 
 def task_id(run_id: str, index: int, epoch: int, subscriber_id: str) -> str:
-    """A subscriber task's id: unique per dispatch, and readable in Flower."""
-    return f"{run_id}:{index}:{epoch}:{subscriber_id}"
+    """A subscriber task's id: unique per dispatch, and readable in Flower (which puts it in a URL
+    path, so a ``/`` of a subscriber id is written ``_``)."""
+    return f"{run_id}:{index}:{epoch}:{subscriber_id.replace('/', '_')}"
 
 
 def advance(run: Run, inputs: Inputs) -> Decision | None:
