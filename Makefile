@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,flower,lite]'
+	$(BIN)/pip install --quiet -e '.[dev,flower,lite,aws]'
 	touch $(STAMP)
 
 ## make run: set up, then bring up the whole stack locally (Redis, a worker per queue, beat, Flower)
