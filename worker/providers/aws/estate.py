@@ -19,6 +19,7 @@ Per (account, region)::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -64,6 +65,8 @@ class Seeded:
     kind: str
     id: str
     expected_deleted: bool
+    protected: bool = False
+    """Expired, and kept because it is protected (default VPC, tag, termination protection)."""
     depends_on: list[str] = field(default_factory=list)
     """Seeded ids that must still exist when this one is deleted."""
 
@@ -73,7 +76,12 @@ class Manifest:
     resources: list[Seeded] = field(default_factory=list)
 
     def add(self, account: str, region: str, kind: str, rid: str, deleted: bool, *deps: str) -> str:
-        self.resources.append(Seeded(account, region, kind, rid, deleted, list(deps)))
+        self.resources.append(Seeded(account, region, kind, rid, deleted, depends_on=list(deps)))
+        return rid
+
+    def protect(self, rid: str) -> str:
+        """Note that the last resource added is expired but protected."""
+        self.resources[-1].protected = True
         return rid
 
     def ids(self, deleted: bool | None = None, account: str | None = None) -> set[tuple[str, str]]:
@@ -100,10 +108,21 @@ def account_session(endpoint_url: str, account: str, role_name: str = ROLE_NAME)
     )
 
 
+@functools.cache
+def _session(endpoint_url: str, account: str) -> boto3.Session:
+    return account_session(endpoint_url, account)
+
+
+def forget_sessions() -> None:
+    """Drop the cached sessions (their assumed-role keys no longer exist after a moto reset)."""
+    _session.cache_clear()
+
+
 def clients(endpoint_url: str, account: str, region: str) -> dict[str, Any]:
-    session = account_session(endpoint_url, account)
+    """EC2, ELBv2 and S3 clients in one account and region (the session is made once per account)."""
+    session = _session(endpoint_url, account)
     config = Config(region_name=region, retries={"mode": "standard", "max_attempts": 3})
-    return {s: session.client(s, endpoint_url=endpoint_url, config=config) for s in ("ec2", "elbv2", "s3")}  # type: ignore[call-overload]
+    return {s: session.client(s, endpoint_url=endpoint_url, config=config) for s in ("ec2", "elbv2", "s3")}
 
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -133,14 +152,14 @@ def _seed_cell(m: Manifest, c: dict[str, Any], account: str, region: str) -> Non
     # The default VPC, one of its subnets and its gateway: expired, yet never deleted.
     default_vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     ec2.create_tags(Resources=[default_vpc], Tags=_tags(expired_iso))
-    add(VPC, default_vpc, False)
+    m.protect(add(VPC, default_vpc, False))
     default_subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [default_vpc]}])["Subnets"][0]
     ec2.create_tags(Resources=[default_subnet["SubnetId"]], Tags=_tags(expired_iso))
-    add(SUBNET, default_subnet["SubnetId"], False)
+    m.protect(add(SUBNET, default_subnet["SubnetId"], False))
     default_igw = ec2.create_internet_gateway(TagSpecifications=_spec("internet-gateway", expired_iso))
     default_igw_id = default_igw["InternetGateway"]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=default_igw_id, VpcId=default_vpc)
-    add(INTERNET_GATEWAY, default_igw_id, False)
+    m.protect(add(INTERNET_GATEWAY, default_igw_id, False))
 
     # The doomed VPC: everything in it expired, through every tag form.
     azs = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
@@ -200,6 +219,8 @@ def _seed_cell(m: Manifest, c: dict[str, Any], account: str, region: str) -> Non
         if tags.get("Name") == "termination-protected":  # run_instances(DisableApiTermination) is ignored by moto
             ec2.modify_instance_attribute(InstanceId=kept, DisableApiTermination={"Value": True})
         add(INSTANCE, kept, False)
+        if "resoto:protected" in tags or tags.get("Name") == "termination-protected":
+            m.protect(kept)
 
     # Loose volumes, snapshots and buckets.
     az = azs[0]
