@@ -152,7 +152,9 @@ class FailingProxy:
         handler.wfile.write(data)
 
 
-def worker_env(endpoint_url: str, accounts: tuple[str, ...], call_log: Path | None = None) -> dict[str, str]:
+def worker_env(
+    endpoint_url: str, accounts: tuple[str, ...], call_log: Path | None = None, regions: tuple[str, ...] = REGIONS
+) -> dict[str, str]:
     """What a worker needs to collect and clean the seeded estate."""
     from worker.providers.aws import estate
 
@@ -161,7 +163,7 @@ def worker_env(endpoint_url: str, accounts: tuple[str, ...], call_log: Path | No
         "RESOTO_AWS_ENDPOINT_URL": endpoint_url,
         "RESOTO_AWS_ACCOUNTS": ",".join(accounts),
         "RESOTO_AWS_ROLE_NAME": estate.ROLE_NAME,
-        "RESOTO_AWS_REGIONS": ",".join(REGIONS),
+        "RESOTO_AWS_REGIONS": ",".join(regions),
         "RESOTO_AWS_DELETE_POLL_S": "0.2",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
