@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench clean demo-aws
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## make run: set up, then bring up the whole stack locally (Redis, a worker per queue, beat, Flower)
 run: $(STAMP)
 	$(BIN)/resoto-tasks up
+
+## make demo-aws: set up, start a moto server with a seeded AWS estate, bring up the stack against it
+demo-aws: $(STAMP)
+	$(BIN)/python -m worker.providers.aws.demo $(UP_ARGS)
 
 ## make test: set up, lint, type-check, then run the test suite against a private redis-server
 test: $(STAMP) lint typecheck
