@@ -14,7 +14,7 @@ import time
 
 from bench import framework, infra
 
-MODULES = ["bench.orchestration", "bench.ingest", "bench.planning", "bench.metrics", "bench.cleanup"]
+MODULES = ["bench.orchestration", "bench.ingest", "bench.planning", "bench.metrics", "bench.cleanup", "bench.aws"]
 """One module per benchmark; each registers itself with :func:`bench.framework.benchmark`."""
 
 

@@ -207,16 +207,23 @@ def test_a_bucket_is_emptied_of_versions_and_delete_markers_then_deleted(endpoin
     assert "rt-provider-versions" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
 
 
-def test_a_termination_protected_instance_is_collected_protected_and_aws_refuses_it_anyway(
+def test_termination_protection_is_read_for_instances_that_can_expire_or_for_all_when_asked(
     endpoint: str, store: Any
 ) -> None:
     from worker.providers.base import ProviderError
 
     ec2 = ec2_client(endpoint)
-    iid = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
-    ec2.modify_instance_attribute(InstanceId=iid, DisableApiTermination={"Value": True})
-    aws = provider(endpoint, store)
-    instance = next(r for r in aws.collect(ACCOUNT) if r.id == iid)
-    assert instance.protected
+    launched = {}
+    for name, tags in (("expiring", [{"Key": "expiration", "Value": "30d"}]), ("untagged", [])):
+        spec = [{"ResourceType": "instance", "Tags": tags}] if tags else []
+        iid = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=spec)["Instances"][0]
+        ec2.modify_instance_attribute(InstanceId=iid["InstanceId"], DisableApiTermination={"Value": True})
+        launched[name] = iid["InstanceId"]
+    by_default = {r.id: r for r in provider(endpoint, store).collect(ACCOUNT)}
+    assert by_default[launched["expiring"]].protected
+    assert not by_default[launched["untagged"]].protected  # not read: the expiry cleanup cannot pick it
+    every = {r.id: r for r in provider(endpoint, store, termination_protection="all").collect(ACCOUNT)}
+    assert every[launched["untagged"]].protected
+    # and should a hook mark it anyway, AWS refuses, and the refusal carries its code
     with pytest.raises(ProviderError, match=r"^aws/444444444444/i-[0-9a-f]+: OperationNotPermitted: "):
-        aws.delete(instance)
+        provider(endpoint, store).delete(by_default[launched["untagged"]])

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
+from worker.expiry import EXPIRATION_TAGS, EXPIRES_TAG
 from worker.providers.aws.common import (
     ELASTIC_IP,
     INSTANCE,
@@ -42,8 +44,14 @@ MIB_PER_GIB: Final = 1024
 class Ec2Region:
     """Collects the EC2/VPC kinds of one (account, region) with one client."""
 
-    def __init__(self, ec2: Any, account: str, region: str, now: datetime) -> None:
+    def __init__(
+        self, ec2: Any, account: str, region: str, now: datetime, *, check_all: bool = True, concurrency: int = 8
+    ) -> None:
+        """``check_all``: read termination protection of every instance, else only of instances with
+        an expiry tag; ``concurrency``: those calls made at once (each is a round trip)."""
         self.ec2 = ec2
+        self.check_all = check_all
+        self.concurrency = concurrency
         self.account = account
         self.region = region
         self.now = now
@@ -114,15 +122,24 @@ class Ec2Region:
             )  # fmt: skip
 
     def instances(self) -> Iterator[Found]:
+        """Page by page: the termination protection of a page's instances is read in parallel."""
         filters = [{"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}]
-        for reservation in self._pages("describe_instances", "Reservations", Filters=filters):
-            for instance in reservation.get("Instances", ()):
-                state = instance.get("State", {}).get("Name")
-                if state not in LIVE_INSTANCE_STATES:  # also when an endpoint ignores the filter
-                    continue
-                yield self._instance(instance, state)
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="aws-attr") as pool:
+            for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+                live = [
+                    i
+                    for r in page.get("Reservations", ())
+                    for i in r.get("Instances", ())
+                    if i.get("State", {}).get("Name") in LIVE_INSTANCE_STATES  # also if a filter is ignored
+                ]
+                checked = [i["InstanceId"] for i in live if self.check_all or _expiring(tags_of(i.get("Tags")))]
+                protected = dict(zip(checked, pool.map(self._termination_protected, checked), strict=True))
+                for instance in live:
+                    yield self._instance(
+                        instance, instance["State"]["Name"], protected.get(instance["InstanceId"], False)
+                    )
 
-    def _instance(self, instance: dict[str, Any], state: str) -> Found:
+    def _instance(self, instance: dict[str, Any], state: str, protected: bool) -> Found:
         iid = instance["InstanceId"]
         if instance.get("VpcId"):
             self.instance_vpc[iid] = instance["VpcId"]
@@ -136,7 +153,7 @@ class Ec2Region:
         return self._make(
             kind=INSTANCE, rid=iid, tags=tags_of(instance.get("Tags")), ctime=ctime,
             depends_on=[*volumes, instance.get("SubnetId", ""), *groups],
-            protected=self._termination_protected(iid),
+            protected=protected,
             attrs={"instance_type": instance_type, "instance_state": state, **self._type_info(instance_type)},
         )  # fmt: skip
 
@@ -206,6 +223,10 @@ class Ec2Region:
                 name=None if address.get("Tags") else address.get("PublicIp"),
                 attrs={"public_ip": address.get("PublicIp"), "domain": address.get("Domain")},
             )  # fmt: skip
+
+
+def _expiring(tags: dict[str, str]) -> bool:
+    return EXPIRES_TAG in tags or any(t in tags for t in EXPIRATION_TAGS)
 
 
 # -- deletion ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from worker.providers.aws import ec2, elb, s3
 from worker.providers.aws.calls import CallLog
 from worker.providers.aws.common import BUCKET, LOAD_BALANCER, PROVIDER, Found
 from worker.providers.aws.session import AccountSession, base_client, error_code, error_text
-from worker.providers.aws.settings import AwsSettings, load_settings
+from worker.providers.aws.settings import AwsSettings, ProtectionCheck, load_settings
 from worker.providers.base import Provider, ProviderError
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,11 @@ class AwsProvider(Provider):
 
         def region_task(region: str) -> Callable[[], Iterable[Found]]:
             def run() -> Iterator[Found]:
-                yield from ec2.Ec2Region(session.client("ec2", region), account, region, now).collect()
+                yield from ec2.Ec2Region(
+                    session.client("ec2", region), account, region, now,
+                    check_all=self.settings.termination_protection == ProtectionCheck.all,
+                    concurrency=self.settings.attribute_concurrency,
+                ).collect()  # fmt: skip
                 yield from elb.collect(session.client("elbv2", region), account, region, now)
 
             return run

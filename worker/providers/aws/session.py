@@ -45,7 +45,7 @@ def client_config(settings: AwsSettings, region: str) -> Config:
     return Config(
         region_name=region,
         retries={"mode": "adaptive", "max_attempts": settings.max_attempts},
-        max_pool_connections=max(10, settings.region_concurrency * 2),
+        max_pool_connections=max(10, settings.region_concurrency * (settings.attribute_concurrency + 1)),
         user_agent_extra="resoto-tasks",
     )
 

@@ -7,6 +7,7 @@ variable (:class:`~resoto_tasks.errors.ConfigurationError`), the way the core re
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,17 @@ def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class ProtectionCheck(StrEnum):
+    """Which instances have their termination protection read (one API call per instance)."""
+
+    expiring = "expiring"
+    """Instances with an expiry tag: every one the expiry cleanup could delete. Others are shown
+    unprotected, and AWS still refuses to terminate them if a hook marks them (the ledger then
+    says ``OperationNotPermitted``)."""
+    all = "all"
+    """Every instance, so the store's protected flag and metric are exact."""
 
 
 class AwsSettings(BaseSettings):
@@ -50,6 +62,10 @@ class AwsSettings(BaseSettings):
     """How long a delete waits for an instance to be terminated or a load balancer to be gone
     before what they use may be deleted."""
     delete_poll_s: float = Field(default=5.0, gt=0, le=60)
+    termination_protection: ProtectionCheck = ProtectionCheck.expiring
+    """Which instances have their EC2 termination protection read (see :class:`ProtectionCheck`)."""
+    attribute_concurrency: int = Field(default=8, ge=1, le=64)
+    """Per-instance attribute calls of one region made at the same time (they are latency-bound)."""
     call_log: str | None = None
     """A file to which the IAM action of every API call is appended (audits, the IAM policy test)."""
 
