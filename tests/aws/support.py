@@ -164,7 +164,7 @@ def worker_env(
         "RESOTO_AWS_ACCOUNTS": ",".join(accounts),
         "RESOTO_AWS_ROLE_NAME": estate.ROLE_NAME,
         "RESOTO_AWS_REGIONS": ",".join(regions),
-        "RESOTO_AWS_DELETE_POLL_S": "0.2",
+        "RESOTO_AWS_DELETE_POLL_S": "0.05",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",

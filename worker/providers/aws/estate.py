@@ -20,6 +20,8 @@ Per (account, region)::
 from __future__ import annotations
 
 import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -118,8 +120,17 @@ def forget_sessions() -> None:
     _session.cache_clear()
 
 
+_CLIENTS_LOCK = threading.Lock()
+
+
 def clients(endpoint_url: str, account: str, region: str) -> dict[str, Any]:
-    """EC2, ELBv2 and S3 clients in one account and region (the session is made once per account)."""
+    """EC2, ELBv2 and S3 clients in one account and region (the session is made once per account;
+    clients are made under a lock, as boto3 sessions are not thread-safe)."""
+    with _CLIENTS_LOCK:
+        return _clients(endpoint_url, account, region)
+
+
+def _clients(endpoint_url: str, account: str, region: str) -> dict[str, Any]:
     session = _session(endpoint_url, account)
     config = Config(region_name=region, retries={"mode": "standard", "max_attempts": 3})
     return {s: session.client(s, endpoint_url=endpoint_url, config=config) for s in ("ec2", "elbv2", "s3")}
@@ -134,12 +145,18 @@ def _spec(kind: str, tags: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def seed(endpoint_url: str, accounts: tuple[str, ...] = ACCOUNTS, regions: tuple[str, ...] = REGIONS) -> Manifest:
-    """Create the estate of the module docstring in every (account, region)."""
-    manifest = Manifest()
-    for account in accounts:
-        for region in regions:
-            _seed_cell(manifest, clients(endpoint_url, account, region), account, region)
-    return manifest
+    """Create the estate of the module docstring in every (account, region), two cells at a time."""
+
+    def one(cell: tuple[str, str]) -> Manifest:
+        found = Manifest()
+        _seed_cell(found, clients(endpoint_url, *cell), *cell)
+        return found
+
+    for account in accounts:  # sessions first: a boto3 session is not safe to create from threads
+        _session(endpoint_url, account)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        cells = list(pool.map(one, [(a, r) for a in accounts for r in regions]))
+    return Manifest([r for cell in cells for r in cell.resources])
 
 
 def _seed_cell(m: Manifest, c: dict[str, Any], account: str, region: str) -> None:
