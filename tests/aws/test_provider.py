@@ -85,6 +85,15 @@ def test_a_bad_setting_is_one_line_naming_its_variable(
     assert "\n" not in str(caught.value)
 
 
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.providers.aws.settings import load_settings
+
+    for name in ("ACCOUNTS", "ROLE_NAME", "REGIONS", "ENDPOINT_URL", "CALL_LOG"):
+        monkeypatch.setenv(f"RESOTO_AWS_{name}", "")
+    settings = load_settings()
+    assert (settings.accounts, settings.role_name, settings.regions, settings.endpoint_url) == ([], None, [], None)
+
+
 # -- accounts and credentials -----------------------------------------------------------------
 
 

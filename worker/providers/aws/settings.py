@@ -100,7 +100,7 @@ class AwsSettings(BaseSettings):
     @field_validator("role_name")
     @classmethod
     def _role_name(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_NAME.match(value):
+        if value and not ROLE_NAME.match(value):  # empty, as compose files pass unset ones: none
             raise ValueError("a role name is 1-64 letters, digits or +=,.@_-/")
         return value or None
 
