@@ -77,11 +77,14 @@ class MotoServer:
 
 class FailingProxy:
     """Forwards every request to moto, except ``AssumeRole`` into the accounts in ``fail_accounts``,
-    which get AWS's ``AccessDenied``: a role that can no longer be assumed, as AWS reports it."""
+    which get AWS's ``AccessDenied`` (a role that can no longer be assumed), and the EC2 actions in
+    ``deny_actions``, which get ``UnauthorizedOperation`` (a policy without that action), both
+    as AWS reports them."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.fail_accounts: set[str] = set()
+        self.deny_actions: set[str] = set()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -118,10 +121,14 @@ class FailingProxy:
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        form = parse_qs(body.decode(errors="replace")) if b"Action=AssumeRole" in body else {}
+        form = parse_qs(body.decode(errors="replace")) if body.startswith(b"Action=") else {}
+        action = (form.get("Action") or [""])[0]
         arn = (form.get("RoleArn") or [""])[0]
-        if any(f":{account}:" in arn for account in self.fail_accounts):
+        if action == "AssumeRole" and any(f":{account}:" in arn for account in self.fail_accounts):
             self._deny(handler, arn)
+            return
+        if action in self.deny_actions:
+            self._unauthorized(handler, action)
             return
         conn = http.client.HTTPConnection(self.upstream, timeout=60)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
@@ -137,6 +144,18 @@ class FailingProxy:
         if handler.command != "HEAD":
             handler.wfile.write(data)
         conn.close()
+
+    @staticmethod
+    def _unauthorized(handler: BaseHTTPRequestHandler, action: str) -> None:
+        data = (
+            "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to "
+            f"perform this operation ({action}).</Message></Error></Errors><RequestID>denied</RequestID></Response>"
+        ).encode()
+        handler.send_response(403)
+        handler.send_header("Content-Type", "text/xml")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
     @staticmethod
     def _deny(handler: BaseHTTPRequestHandler, arn: str) -> None:

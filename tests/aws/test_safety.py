@@ -113,6 +113,8 @@ def test_a_cap_stops_the_cleanup_before_the_first_delete(aws: Estate, flags: tup
 
 
 def test_an_account_whose_role_cannot_be_assumed_keeps_its_snapshot_and_is_not_cleaned(aws: Estate) -> None:
+    """Besides, the healthy account's policy lacks ``ec2:DeleteSnapshot``: that refusal lands in the
+    ledger with AWS's code, the snapshot stays, everything else expired in that account goes."""
     from worker.providers.aws import estate
 
     failing, healthy = estate.ACCOUNTS
@@ -120,11 +122,11 @@ def test_an_account_whose_role_cannot_be_assumed_keeps_its_snapshot_and_is_not_c
     kept_snapshot = store.snapshot("aws", failing)  # from the module's first collect
     assert kept_snapshot is not None
     before, logged = aws.describe(), len(aws.calls())
-    aws.proxy.fail_accounts = {failing}
+    aws.proxy.fail_accounts, aws.proxy.deny_actions = {failing}, {"DeleteSnapshot"}
     try:
         record = aws.run_with_cleaner()
     finally:
-        aws.proxy.fail_accounts = set()
+        aws.proxy.fail_accounts, aws.proxy.deny_actions = set(), set()
     outcome = _step(record, "collect")["outcomes"][f"collect:aws:{failing}"]
     assert outcome["status"] == "error"
     assert "AccessDenied" in outcome["error"]
@@ -132,11 +134,16 @@ def test_an_account_whose_role_cannot_be_assumed_keeps_its_snapshot_and_is_not_c
     assert store.snapshot("aws", healthy).run_id == record["id"]
     entries = ledger_entries(aws.stack.env, record["id"])
     assert {e["reason"] for e in entries if e["account"] == failing} == {"failed collect"}
-    assert {(e["account"], e["id"]) for e in entries if e["decision"] == "deleted"} == aws.manifest.ids(
-        deleted=True, account=healthy
-    )
+    snapshots = {(r.account, r.id) for r in aws.manifest.resources if r.kind == "snapshot" and r.expected_deleted}
+    refused = [e for e in entries if e["decision"] == "failed"]
+    assert {(e["account"], e["id"]) for e in refused} == {s for s in snapshots if s[0] == healthy}
+    assert all(": UnauthorizedOperation: You are not authorized" in e["reason"] for e in refused)
+    assert _step(record, "cleanup")["status"] == "failed"
+    deleted = {(e["account"], e["id"]) for e in entries if e["decision"] == "deleted"}
+    assert deleted == aws.manifest.ids(deleted=True, account=healthy) - snapshots
     after = aws.describe()
     assert mutating(aws.calls()[logged:])  # the call log does see a cleaner's deletes
     assert after[failing] == before[failing]
     gone = {rid for _, rid in before[healthy] - after[healthy]}
-    assert {rid for _, rid in aws.manifest.ids(deleted=True, account=healthy)} <= gone
+    assert {rid for _, rid in deleted} <= gone
+    assert not {rid for _, rid in snapshots} & gone
