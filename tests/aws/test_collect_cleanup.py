@@ -26,6 +26,7 @@ from tests.aws.support import (
 )
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, isolated_stack
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "aws-iam-policy.json"
@@ -64,8 +65,14 @@ def outcome(moto: MotoServer, redis_server: RedisServer, tmp_path_factory: pytes
         goes_with[a] = deleted_with(moto.url, a, instances, vpcs) - {("volume", r.id) for r in manifest.resources}
     call_log = tmp_path_factory.mktemp("aws") / "calls.log"
     with isolated_stack(redis_server, **worker_env(moto.url, accounts, call_log)) as stack:
-        stack.worker("collect,workflow")
-        stack.worker("cleanup", "--cleanup-expired", "--cleanup", "--cleanup-pool-size", "4")
+        workers = [  # started side by side, as users start them: separate processes per queue
+            WorkerProcess("collect,workflow", env=stack.env),
+            WorkerProcess("cleanup", "--cleanup-expired", "--cleanup", "--cleanup-pool-size", "4", env=stack.env),
+        ]
+        for w in workers:
+            stack.workers.append(w.start(wait=False))
+        for w in workers:
+            w.wait_ready()
         first = stack.run()
         after = {a: describe_estate(moto.url, a) for a in accounts}
         second = stack.run()

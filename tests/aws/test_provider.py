@@ -111,6 +111,16 @@ def test_an_account_that_is_not_the_credentials_own_needs_a_role(endpoint: str, 
         list(provider(endpoint, store, accounts=[], role_name=None).collect(ACCOUNT))
 
 
+def test_every_client_retries_throttling_in_botocores_adaptive_mode_at_the_configured_endpoint(
+    endpoint: str, store: Any
+) -> None:
+    session = provider(endpoint, store, max_attempts=7).session(ACCOUNT)
+    for service in ("ec2", "elbv2", "s3"):
+        client = session.client(service, REGION)
+        assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 7}
+        assert client.meta.endpoint_url == endpoint
+
+
 def test_assumed_role_credentials_are_renewed_before_they_expire(endpoint: str, store: Any) -> None:
     # 900 s is inside botocore's 15-minute refresh window: every call finds them about to expire.
     aws = provider(endpoint, store, role_session_duration_s=900)

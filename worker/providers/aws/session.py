@@ -44,7 +44,7 @@ def client_config(settings: AwsSettings, region: str) -> Config:
     """Adaptive retry mode: botocore backs off on throttling by itself, nothing retries by hand."""
     return Config(
         region_name=region,
-        retries={"mode": "adaptive", "max_attempts": settings.max_attempts},
+        retries={"mode": "adaptive", "total_max_attempts": settings.max_attempts},
         max_pool_connections=max(10, settings.region_concurrency * (settings.attribute_concurrency + 1)),
         user_agent_extra="resoto-tasks",
     )

@@ -57,7 +57,8 @@ class AwsSettings(BaseSettings):
     role_session_duration_s: int = Field(default=3600, ge=900, le=43_200)
     """Lifetime of assumed-role credentials; botocore renews them before they run out."""
     max_attempts: int = Field(default=10, ge=1, le=50)
-    """botocore's adaptive retry mode retries throttling and transient errors up to this many times."""
+    """Attempts per API call, the first included: botocore's adaptive retry mode retries throttling
+    and transient errors (with client-side rate limiting) until then."""
     delete_wait_s: float = Field(default=300.0, ge=0, le=3600)
     """How long a delete waits for an instance to be terminated or a load balancer to be gone
     before what they use may be deleted."""
