@@ -104,6 +104,13 @@ def test_without_an_account_list_the_credentials_own_account_is_collected(endpoi
     assert {"vpc", "subnet", "security_group"} <= kinds
 
 
+def test_without_a_region_list_every_region_enabled_for_the_account_is_collected(endpoint: str, store: Any) -> None:
+    aws = provider(endpoint, store, regions=[])
+    regions = aws.regions(aws.session(ACCOUNT))
+    assert {"us-east-1", "eu-west-1", "ap-southeast-2"} <= set(regions)
+    assert regions == sorted(set(regions))
+
+
 def test_an_account_that_is_not_the_credentials_own_needs_a_role(endpoint: str, store: Any) -> None:
     from worker.providers.base import ProviderError
 
