@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import http.client
-import json
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tests.support.redis_server import free_port
-from tests.support.workers import VENV_BIN, resoto
+from tests.support.workers import VENV_BIN
 
 REGIONS = ("us-east-1", "eu-west-1")
 EMPTY_ACCOUNT = "333333333333"
@@ -268,12 +267,11 @@ def bucket_objects(endpoint_url: str, account: str, name: str) -> int:
 # -- the run, through the CLI ------------------------------------------------------------------
 
 
-def ledger_entries(env: dict[str, str], run_id: str) -> list[dict[str, Any]]:
-    """The run's cleanup ledger from ``resoto-tasks runs show RUN --json``: the one place that knows
-    its JSON shape (``ledger.entries``, each with provider, account, id, kind, decision, reason, at)."""
-    done = resoto("runs", "show", run_id, "--json", env=env)
-    assert done.returncode == 0, done.stderr
-    ledger = json.loads(done.stdout).get("ledger") or {}
+def ledger_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cleanup ledger of a run record as ``resoto-tasks run --wait --json`` and ``runs show
+    --json`` print it: the one place that knows its JSON shape (``ledger.entries``, each with
+    provider, account, id, kind, decision, reason, at)."""
+    ledger = record.get("ledger") or {}
     entries: list[dict[str, Any]] = ledger.get("entries", [])
     return entries
 

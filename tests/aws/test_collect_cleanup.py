@@ -49,7 +49,7 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def outcome(moto: MotoServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
-
+    """Seed, describe, run twice; the estate is described before and after the first run."""
     from worker.providers.aws import estate
     from worker.providers.aws.calls import read_actions
 
@@ -77,8 +77,8 @@ def outcome(moto: MotoServer, redis_server: RedisServer, tmp_path_factory: pytes
         after = {a: describe_estate(moto.url, a) for a in accounts}
         second = stack.run()
         yield Outcome(
-            manifest, before, after, first, ledger_entries(stack.env, first["id"]), second,
-            ledger_entries(stack.env, second["id"]), read_actions(str(call_log)), stack, goes_with,
+            manifest, before, after, first, ledger_entries(first), second,
+            ledger_entries(second), read_actions(str(call_log)), stack, goes_with,
         )  # fmt: skip
 
 

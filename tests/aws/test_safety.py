@@ -86,7 +86,7 @@ def test_a_dry_run_decides_everything_and_calls_no_delete_api(aws: Estate) -> No
     before, logged = aws.describe(), len(aws.calls())
     record = aws.run_with_cleaner("--cleanup-dry-run", workflow="cleanup")
     assert record["status"] == "succeeded", record
-    entries = ledger_entries(aws.stack.env, record["id"])
+    entries = ledger_entries(record)
     assert {(e["account"], e["id"]) for e in entries} == aws.manifest.ids(deleted=True)
     assert {(e["decision"], e["reason"]) for e in entries} == {("skipped", "dry run")}
     assert not mutating(aws.calls()[logged:])
@@ -106,7 +106,7 @@ def test_a_cap_stops_the_cleanup_before_the_first_delete(aws: Estate, flags: tup
     cleanup = _step(record, "cleanup")
     assert cleanup["status"] == "failed"
     assert message in cleanup["error"]
-    entries = ledger_entries(aws.stack.env, record["id"])
+    entries = ledger_entries(record)
     assert {(e["decision"], e["reason"]) for e in entries} == {("skipped", "cap")}
     assert not mutating(aws.calls()[logged:])
     assert aws.describe() == before
@@ -132,7 +132,7 @@ def test_an_account_whose_role_cannot_be_assumed_keeps_its_snapshot_and_is_not_c
     assert "AccessDenied" in outcome["error"]
     assert store.snapshot("aws", failing) == kept_snapshot
     assert store.snapshot("aws", healthy).run_id == record["id"]
-    entries = ledger_entries(aws.stack.env, record["id"])
+    entries = ledger_entries(record)
     assert {e["reason"] for e in entries if e["account"] == failing} == {"failed collect"}
     snapshots = {(r.account, r.id) for r in aws.manifest.resources if r.kind == "snapshot" and r.expected_deleted}
     refused = [e for e in entries if e["decision"] == "failed"]
