@@ -102,6 +102,9 @@ def test_without_an_account_list_the_credentials_own_account_is_collected(endpoi
     assert found.accounts() == ["123456789012"]  # moto's account for plain credentials
     kinds = {r.kind for r in found.collect("123456789012")}
     assert {"vpc", "subnet", "security_group"} <= kinds
+    listed = provider(endpoint, store, accounts=["123456789012"], role_name=None)  # its own, listed: no role
+    assert listed.role_arn("123456789012") is None
+    assert {r.kind for r in listed.collect("123456789012")} == kinds
 
 
 def test_without_a_region_list_every_region_enabled_for_the_account_is_collected(endpoint: str, store: Any) -> None:
