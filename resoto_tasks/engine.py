@@ -34,7 +34,7 @@ from resoto_tasks.models import (
     TriggerKind,
     Workflow,
 )
-from resoto_tasks.runs import Guard, Versioned
+from resoto_tasks.runs import Applied, Guard, Versioned
 from resoto_tasks.transitions import (
     Admission,
     Decision,
@@ -62,7 +62,7 @@ class Store(Protocol):
 
     def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]: ...
 
-    def apply(self, decision: Decision, guards: Sequence[Guard], read_version: bool = False) -> tuple[bool, str]: ...
+    def apply(self, decision: Decision, guards: Sequence[Guard], reads: Sequence[str] = ()) -> Applied: ...
 
 
 class Tasks(Protocol):
@@ -132,9 +132,7 @@ class Engine:
             result, decision = transitions.admit(workflow, trigger, state, run_id, self.clock(), slot)
             if not decision.runs and not decision.writes:
                 break
-            applied, version = self.store.apply(decision, guards)
-            if applied:
-                self._carry_out(decision, {}, version)
+            if self._apply(decision, guards, {}):
                 break
         if result.status == StartStatus.started:
             log.info("run=%s workflow=%s started (%s)", result.run_id, name, trigger.kind.value)
@@ -160,9 +158,7 @@ class Engine:
             decision = transitions.advance(found.run, Inputs(self.clock(), live, dispatcher))
             if decision is None:
                 return
-            applied, version = self.store.apply(decision, _run_guard(found), read_version=True)
-            if applied:
-                self._carry_out(decision, live, version)
+            if self._apply(decision, _run_guard(found), live):
                 return
 
     def step_done(self, run_id: str, index: int, epoch: int, results: Sequence[Any], dispatcher: str | None) -> None:
@@ -202,9 +198,7 @@ class Engine:
                 if dispatcher is not None:
                     self.advance(run_id, dispatcher)
                 return None
-            applied, version = self.store.apply(decision, _run_guard(found), read_version=True)
-            if applied:
-                self._carry_out(decision, live, version)
+            if self._apply(decision, _run_guard(found), live):
                 return decision.run(run_id)
 
     # -- cancel, promote, supervise (producers) ---------------------------------------------------
@@ -222,10 +216,8 @@ class Engine:
             decision = transitions.cancel(found.run, reason, self.clock(), RunEndCause.cancelled)
             if decision is None:
                 return None
-            applied, version = self.store.apply(decision, _run_guard(found))
-            if applied:
+            if self._apply(decision, _run_guard(found), {}):
                 log.info("run=%s cancelled: %s", run_id, reason)
-                self._carry_out(decision, {}, version)
                 return decision.run(run_id)
 
     def promote(self, workflow: str) -> str | None:
@@ -240,10 +232,8 @@ class Engine:
             decision = transitions.promote(queued.run, state.active, self.clock())
             if decision is None:
                 return None
-            applied, version = self.store.apply(decision, [*guards, *_run_guard(queued)])
-            if applied:
+            if self._apply(decision, [*guards, *_run_guard(queued)], {}):
                 log.info("run=%s workflow=%s started from the queue", queued.run.id, workflow)
-                self._carry_out(decision, {}, version)
                 return queued.run.id
 
     def supervise(self, run_id: str, at_ms: int) -> str | None:
@@ -260,11 +250,9 @@ class Engine:
             if decision is None:
                 return None
             if not decision.runs:  # only hands the run to the workflow queue again
-                self._carry_out(decision, {}, "")
+                self._carry_out(decision, {}, {})
                 return "resumed"
-            applied, version = self.store.apply(decision, _run_guard(found), read_version=True)
-            if applied:
-                self._carry_out(decision, {}, version)
+            if self._apply(decision, _run_guard(found), {}):
                 finished = decision.run(run_id)
                 cause = finished.steps[run.step_index].cause if finished and step else None
                 return "timed_out" if cause == StepCause.timeout else "completed"
@@ -317,7 +305,18 @@ class Engine:
 
     # -- effects ------------------------------------------------------------------------------------
 
-    def _carry_out(self, decision: Decision, live: Live, version: str) -> None:
+    def _apply(self, decision: Decision, guards: Sequence[Guard], live: Live) -> bool:
+        """Apply under ``guards``; on success carry the effects out. In the same round trip, read
+        what the effects need: the workflows version (event triggers) and, for a run that ended,
+        whether its workflow has a queued run to start."""
+        reads = [keys.workflows_version()]
+        reads += [keys.workflow_queued(e.workflow) for e in decision.effects if isinstance(e, RunEnded)]
+        applied = self.store.apply(decision, guards, reads)
+        if applied.ok:
+            self._carry_out(decision, live, applied.values)
+        return applied.ok
+
+    def _carry_out(self, decision: Decision, live: Live, read: Mapping[str, str]) -> None:
         """What follows a commit, in this order: send (the next step should wait for nothing
         else), revoke, end runs (promote the queued one), then start what events trigger."""
         for write in decision.writes:
@@ -330,6 +329,7 @@ class Engine:
                     log.info(
                         "run=%s workflow=%s finished: %s%s", data["run_id"], data["workflow"], data["status"], reason
                     )
+        version = read.get(keys.workflows_version(), "")
         ordered = sorted(decision.effects, key=_effect_order)
         for effect in ordered:
             match effect:
@@ -345,7 +345,8 @@ class Engine:
                 case TerminateLater(task_ids):
                     self.tasks.terminate_later(task_ids)
                 case RunEnded(run_id, workflow, status):
-                    self.promote(workflow)
+                    if read.get(keys.workflow_queued(workflow)):
+                        self.promote(workflow)
                     self._trigger(
                         f"{workflow}_workflow_{status.value}",
                         {"run_id": run_id, "workflow": workflow},

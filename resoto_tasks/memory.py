@@ -20,7 +20,7 @@ from typing import Any
 from resoto_tasks import keys, runs, stats, subscribers
 from resoto_tasks.engine import Engine
 from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, Run, StepRun, Subscription, TriggerInfo, Workflow
-from resoto_tasks.runs import Guard, Versioned
+from resoto_tasks.runs import Applied, Guard, Versioned
 from resoto_tasks.timeutil import from_ms
 from resoto_tasks.transitions import Admission, Decision
 
@@ -76,20 +76,21 @@ class MemoryStore:
                 guards.append(("sha", keys.run(run_id), versioned.sha))
         return Admission(active=active, queued=queued, slot_taken=taken, active_runs=found), guards
 
-    def apply(self, decision: Decision, guards: Sequence[Guard], read_version: bool = False) -> tuple[bool, str]:
+    def apply(self, decision: Decision, guards: Sequence[Guard], reads: Sequence[str] = ()) -> Applied:
         guarded = {key for _, key, _ in guards}
         every = [*guards, *(("sha", keys.run(r.id), "") for r in decision.runs if keys.run(r.id) not in guarded)]
         for kind, key, expected in every:
             if self._actual(kind, key) != expected:
                 self.conflicts += 1
-                return False, ""
+                return Applied(False, {})
         commands = [["SET", keys.run(r.id), r.model_dump_json()] for r in decision.runs]
         at = "1970-01-01T00:00:00.000Z"
         for write in decision.writes:
             commands.extend(runs.commands_of(write, at))
         for command in commands:
             self._run(command)
-        return True, self.version if read_version else ""
+        self.strings[keys.workflows_version()] = self.version
+        return Applied(True, {key: self.strings.get(key, "") for key in reads})
 
     # -- helpers for tests -----------------------------------------------------------------------
 

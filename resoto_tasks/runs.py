@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 APPLY_SCRIPT = """
 -- ARGV[1]: guards, JSON [[kind, key, expected], ...]; ARGV[2]: commands, JSON [[cmd, args...], ...];
--- ARGV[3]: a key to read after the writes ('' for none). Returns {1, value} or {0, failed guard key}.
+-- ARGV[3]: JSON list of string keys to read after the writes. Returns {1, values...} or {0, failed guard key}.
 local guards = cjson.decode(ARGV[1])
 for _, g in ipairs(guards) do
   local kind, key, expected = g[1], g[2], g[3]
@@ -83,8 +83,9 @@ for _, c in ipairs(cjson.decode(ARGV[2])) do
     redis.call(unpack(c))
   end
 end
-if ARGV[3] ~= '' then return {1, redis.call('GET', ARGV[3]) or '0'} end
-return {1, ''}
+local result = {1}
+for _, k in ipairs(cjson.decode(ARGV[3])) do table.insert(result, redis.call('GET', k) or '') end
+return result
 """
 
 
@@ -107,6 +108,14 @@ class Versioned:
 
     run: Run
     sha: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Whether the guards held (and so everything was written), and the keys read after."""
+
+    ok: bool
+    values: dict[str, str]
 
 
 Guard = tuple[str, str, str]
@@ -142,8 +151,10 @@ class RunStore:
         pipe = self.r.pipeline(transaction=False)
         pipe.smembers(keys.workflow_active(workflow))
         pipe.get(keys.workflow_queued(workflow))
-        pipe.get(keys.slot(workflow, slot) if slot else keys.slot(workflow, "-"))
-        active_set, queued, taken = pipe.execute()
+        if slot:
+            pipe.get(keys.slot(workflow, slot))
+        active_set, queued, *rest = pipe.execute()
+        taken = rest[0] if rest else None
         active = tuple(sorted(active_set))
         guards: list[Guard] = [
             ("members", keys.workflow_active(workflow), ",".join(active)),
@@ -163,10 +174,9 @@ class RunStore:
 
     # -- the one write ---------------------------------------------------------------------------
 
-    def apply(self, decision: Decision, guards: Sequence[Guard], read_version: bool = False) -> tuple[bool, str]:
-        """Apply ``decision`` if every guard still holds; (applied, the workflows version if asked).
-
-        New records (ids not guarded) are guarded as absent, so a run id is never reused.
+    def apply(self, decision: Decision, guards: Sequence[Guard], reads: Sequence[str] = ()) -> Applied:
+        """Apply ``decision`` if every guard still holds, then read ``reads`` (string keys), all in
+        one round trip. New records (ids not guarded) are guarded as absent, so an id is never reused.
         """
         guarded = {key for _, key, _ in guards}
         all_guards = list(guards) + [
@@ -176,9 +186,8 @@ class RunStore:
         at = iso(utcnow()) or ""
         for write in decision.writes:
             commands.extend(commands_of(write, at))
-        version_key = keys.workflows_version() if read_version else ""
-        ok, value = _run_script(self.r, all_guards, commands, version_key)
-        return bool(ok), value or ""
+        ok, *values = _run_script(self.r, all_guards, commands, list(reads))
+        return Applied(bool(ok), dict(zip(reads, values, strict=False)) if ok else {})
 
     # -- the run's side keys ---------------------------------------------------------------------
 
@@ -195,9 +204,9 @@ def _versioned(raw: str | None) -> Versioned | None:
 APPLY_SCRIPT_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
 
 
-def _run_script(r: redis.Redis, guards: list[Guard], commands: list[list[str]], version_key: str) -> list[Any]:
+def _run_script(r: redis.Redis, guards: list[Guard], commands: list[list[str]], reads: list[str]) -> list[Any]:
     """EVALSHA, loading the script on a server that does not know it yet (a new or restarted one)."""
-    args = [json.dumps(guards), json.dumps(commands), version_key]
+    args = [json.dumps(guards), json.dumps(commands), json.dumps(reads)]
     digest = APPLY_SCRIPT_SHA
     try:
         result: list[Any] = r.evalsha(digest, 0, *args)

@@ -34,14 +34,14 @@ def _finish_run(r: redis.Redis, workflow: str, status: str, seconds: int) -> Non
         Count("schedule_delay", (workflow, "count")),
         *((SetStat("last_success", (workflow,), "1767261630.000"),) if status == "succeeded" else ()),
     )
-    assert RunStore(r).apply(Decision(writes=writes), [])[0]
+    assert RunStore(r).apply(Decision(writes=writes), []).ok
     pipe = r.pipeline(transaction=True)
     stats.on_cleanup_decision(pipe, "skipped", f"protected-{workflow}")
     pipe.execute()
 
 
 def _not_started(r: redis.Redis, workflow: str, reason: str) -> None:
-    assert RunStore(r).apply(Decision(writes=(Count("not_started", (workflow, reason)),)), [])[0]
+    assert RunStore(r).apply(Decision(writes=(Count("not_started", (workflow, reason)),)), []).ok
 
 
 def _counters(found: Samples) -> Samples:
