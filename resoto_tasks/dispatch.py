@@ -82,6 +82,7 @@ class CeleryDispatcher:
             deadline_ms=step.deadline_ms or 0,
             timeout_s=sub.timeout_s,
             epoch=step.epoch,
+            sent_ms=run.updated_ms,
             kwargs=sub.kwargs,
         )
         return self.app.signature(

@@ -62,6 +62,8 @@ class Store(Protocol):
 
     def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]: ...
 
+    def live(self, at_ms: int) -> dict[str, list[Subscription]]: ...
+
     def apply(self, decision: Decision, guards: Sequence[Guard], reads: Sequence[str] = ()) -> Applied: ...
 
 
@@ -117,28 +119,51 @@ class Engine:
             raise UnknownWorkflow(name, list(known))
         return known[name]
 
-    def start(self, name: str, trigger: TriggerInfo | None = None, slot: str | None = None) -> StartResult:
-        """Start ``name`` following its ``on_surpass``: commit the run, hand it to the ``workflow``
-        queue. ``slot`` (a schedule's due time) makes the start idempotent per slot.
+    def start(
+        self,
+        name: str,
+        trigger: TriggerInfo | None = None,
+        slot: str | None = None,
+        dispatcher: str | None = None,
+        run_id: str | None = None,
+    ) -> StartResult:
+        """Start ``name`` following its ``on_surpass``: commit the run and hand it to the
+        ``workflow`` queue, or, for a ``workflow`` task (``dispatcher``), send its first step.
+
+        ``slot`` (a schedule's due time) makes the start idempotent per slot, and so does a
+        ``run_id`` chosen by the caller; a dispatcher redelivered after dying finds its run and
+        sends what it may not have sent.
 
         Raises:
             UnknownWorkflow: no such workflow.
         """
         workflow = self.workflow(name)
         trigger = trigger or TriggerInfo(kind=TriggerKind.manual)
-        run_id = self.new_run_id()
-        while True:
-            state, guards = self.store.admission(name, slot, with_runs=workflow.on_surpass.value == "replace")
-            result, decision = transitions.admit(workflow, trigger, state, run_id, self.clock(), slot)
-            if not decision.runs and not decision.writes:
-                break
-            if self._apply(decision, guards, {}):
-                break
+        if run_id is not None and self.store.load(run_id) is not None:
+            result = StartResult(status=StartStatus.duplicate, workflow=name, run_id=run_id, message="already started")
+        else:
+            result = self._admit(workflow, trigger, slot, dispatcher, run_id or self.new_run_id())
+        if result.status == StartStatus.duplicate and dispatcher is not None and result.run_id:
+            self.advance(result.run_id, dispatcher)
         if result.status == StartStatus.started:
             log.info("run=%s workflow=%s started (%s)", result.run_id, name, trigger.kind.value)
         else:
             log.info("workflow=%s %s: %s", name, result.status.value, result.message)
         return result
+
+    def _admit(
+        self, workflow: Workflow, trigger: TriggerInfo, slot: str | None, dispatcher: str | None, run_id: str
+    ) -> StartResult:
+        while True:
+            now = self.clock()
+            state, guards = self.store.admission(workflow.name, slot, with_runs=workflow.on_surpass.value == "replace")
+            live = self.store.live(now) if dispatcher is not None else {}
+            inputs = Inputs(now, live, dispatcher)
+            result, decision = transitions.admit(workflow, trigger, state, run_id, now, slot, inputs)
+            if not decision.runs and not decision.writes:
+                return result
+            if self._apply(decision, guards, live):
+                return result
 
     def emit(self, name: str, data: Mapping[str, Any] | None = None) -> list[StartResult]:
         """Record an event and start every workflow whose event trigger matches it."""

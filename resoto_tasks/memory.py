@@ -44,7 +44,8 @@ class MemoryStore:
     zsets: dict[str, dict[str, float]] = field(default_factory=dict)
     hashes: dict[str, dict[str, str]] = field(default_factory=dict)
     stream: list[dict[str, str]] = field(default_factory=list)
-    live: list[Subscription] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    """The live subscriptions (as workers' heartbeats would keep them)."""
     version: str = "0"
     conflicts: int = 0
     """How many applies a guard refused (a concurrent change the engine then re-read)."""
@@ -56,7 +57,10 @@ class MemoryStore:
         return Versioned(Run.model_validate_json(raw), runs.sha(raw)) if raw else None
 
     def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]:
-        return self.load(run_id), subscribers.by_action(list(self.live))
+        return self.load(run_id), subscribers.by_action(list(self.subscriptions))
+
+    def live(self, at_ms: int) -> dict[str, list[Subscription]]:
+        return subscribers.by_action(list(self.subscriptions))
 
     def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]:
         active = tuple(sorted(self.sets.get(keys.workflow_active(workflow), set())))
@@ -95,10 +99,10 @@ class MemoryStore:
     # -- helpers for tests -----------------------------------------------------------------------
 
     def subscribe(self, *subs: Subscription) -> None:
-        self.live.extend(subs)
+        self.subscriptions.extend(subs)
 
     def unsubscribe(self, *subscriber_ids: str) -> None:
-        self.live = [s for s in self.live if s.subscriber_id not in subscriber_ids]
+        self.subscriptions = [s for s in self.subscriptions if s.subscriber_id not in subscriber_ids]
 
     def run(self, run_id: str) -> Run:
         found = self.load(run_id)
@@ -226,7 +230,7 @@ class MemoryTasks:
             if kind == "advance":
                 engine.advance(payload, self.task_id())
             elif kind == "start":
-                engine.start(payload[0], payload[1])
+                engine.start(payload[0], payload[1], dispatcher=self.task_id())
             else:
                 self._deliver_step(engine, *payload)
         return delivered

@@ -414,6 +414,8 @@ class ActionMessage(Frozen):
     deadline_ms: int
     timeout_s: float = 300.0
     epoch: int = 0
+    sent_ms: int = 0
+    """When the step was sent (the abort flag is checked only on a message that waited)."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -146,6 +146,13 @@ class RunStore:
         raw, members = pipe.execute()
         return _versioned(raw), subscribers.by_action(subscribers.parse_live(members))
 
+    def live(self, at_ms: int) -> dict[str, list[Subscription]]:
+        """The live subscriptions by action (what a dispatching start needs beside the admission)."""
+        pipe = self.r.pipeline(transaction=False)
+        subscribers.queue_live_read(pipe, at_ms)
+        (members,) = pipe.execute()
+        return subscribers.by_action(subscribers.parse_live(members))
+
     def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]:
         """A workflow's admission state and the guards a start decided on it is applied under."""
         pipe = self.r.pipeline(transaction=False)

@@ -146,7 +146,7 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
             # Redelivered (or queued) past its step's deadline: the step was decided without it.
             # Running it now could act on a later state (a cleanup deleting newer marks).
             raise Aborted("the task arrived after its step's deadline; not run")
-        if is_aborted(message.run_id):
+        if _may_be_cancelled(message, task) and is_aborted(message.run_id):
             raise Aborted(f"run {message.run_id} was cancelled before the task started")
         result, error = _json_safe(fn(ctx))
         if error is not None:
@@ -182,6 +182,22 @@ def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, A
         time.monotonic() - t0,
     )
     return outcome.model_dump(mode="json")
+
+
+FRESH_MS = 2_000
+"""A message started this soon after its step was sent needs no abort check before it starts."""
+
+
+def _may_be_cancelled(message: ActionMessage, task: Task | None) -> bool:
+    """Whether the run may have been cancelled without this worker being told.
+
+    A cancel revokes the step's tasks: every live worker drops them on receipt. So a message
+    taken fresh from the queue by a worker that was up at the time needs no Redis read; one that
+    waited in the queue (a worker may have started since, not knowing the revoke) or was
+    redelivered is checked. A running hook still sees a cancel through ``ctx.check_abort()``.
+    """
+    redelivered = bool(task is not None and (task.request.delivery_info or {}).get("redelivered"))
+    return redelivered or not message.sent_ms or now_ms() - message.sent_ms > FRESH_MS
 
 
 def is_aborted(run_id: str) -> bool:

@@ -40,10 +40,15 @@ def advance(self: Task, run_id: str) -> None:
 
 
 @shared_task(name=dispatch.START_TASK, bind=True, queue=WORKFLOW, ignore_result=True)
-def start_workflow(self: Task, name: str, trigger: dict[str, Any] | None = None, slot: str | None = None) -> None:
-    """Start a workflow from a message (beat sends these with their slot; events send them too)."""
+def start_workflow(
+    self: Task, name: str, trigger: dict[str, Any] | None = None, slot: str | None = None, run_id: str | None = None
+) -> None:
+    """Start a workflow from a message (beat sends these with their slot; events send them too).
+
+    A workflow task: it sends the run's first step itself, one queue hop fewer than a producer.
+    """
     info = TriggerInfo.model_validate(trigger) if trigger else TriggerInfo(kind=TriggerKind.manual)
-    engine_for(self.app).start(name, info, slot=slot)
+    engine_for(self.app).start(name, info, slot=slot, dispatcher=self.request.id, run_id=run_id)
 
 
 @shared_task(name=dispatch.TERMINATE_TASK, bind=True, queue=WORKFLOW, ignore_result=True)

@@ -267,11 +267,14 @@ def admit(
     run_id: str,
     now_ms: int,
     slot: str | None = None,
+    inputs: Inputs | None = None,
 ) -> tuple[StartResult, Decision]:
     """Start, queue or refuse a run of ``workflow`` by its ``on_surpass``.
 
-    A started run is committed ``running`` at its first step and handed to the ``workflow`` queue
-    (:class:`SendAdvance`); ``replace`` cancels the runs in the way in the same decision.
+    A started run is committed ``running``; a producer hands it to the ``workflow`` queue
+    (:class:`SendAdvance`), while a ``workflow`` task (``inputs.dispatcher``: beat's start task,
+    an event's) dispatches its first subscribed step in the same decision, saving a queue hop.
+    ``replace`` cancels the runs in the way in the same decision.
     """
     name = workflow.name
     if slot is not None and state.slot_taken:
@@ -331,8 +334,11 @@ def admit(
             Record("run_started", {"run_id": run_id, "workflow": name, "trigger": trigger.kind.value}),
             *slot_writes,
         ),
-        effects=(SendAdvance(run_id),),
     )
+    if inputs is not None and inputs.dispatcher is not None:
+        decision = _walk(run, inputs, decision)
+    else:
+        decision += Decision(effects=(SendAdvance(run_id),))
     return StartResult(
         status=StartStatus.started,
         workflow=name,

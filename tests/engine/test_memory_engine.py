@@ -500,3 +500,29 @@ def test_transition_counters_are_written_with_the_transition() -> None:
     assert store.stat("run_seconds", "wf", "count") == 1
     assert store.records("run_started")[0]["run_id"] == run_id
     assert clock.now_ms
+
+
+def test_a_start_task_sends_the_first_step_itself_and_a_producer_hands_it_over() -> None:
+    engine, store, tasks, _ = setup(workflow(on_surpass=OnSurpass.parallel))
+    store.subscribe(sub("a", "one"))
+    by_task = engine.start("wf", dispatcher="start-task-1")
+    assert [kind for kind, _ in tasks.queue] == ["step"]  # no advance hop
+    assert by_task.run_id is not None and store.run(by_task.run_id).steps[1].dispatcher == "start-task-1"
+    tasks.queue.clear()
+    engine.start("wf")
+    assert [kind for kind, _ in tasks.queue] == ["advance"]
+
+
+def test_a_redelivered_start_task_of_a_slot_sends_its_step_again_and_starts_no_second_run() -> None:
+    engine, store, tasks, _ = setup(workflow())
+    store.subscribe(sub("a", "one"))
+    slot = "2026-12-01T10:00:00Z"
+    trigger = TriggerInfo(kind=TriggerKind.time, details={"slot": slot})
+    first = engine.start("wf", trigger, slot=slot, dispatcher="beat-start-1")
+    tasks.queue.clear()  # the worker died after the commit, before the send
+    again = engine.start("wf", trigger, slot=slot, dispatcher="beat-start-1")
+    assert again.status == StartStatus.duplicate and again.run_id == first.run_id
+    assert first.run_id is not None and store.run(first.run_id).steps[1].epoch == 2
+    tasks.drain(engine)
+    assert store.run(first.run_id).status == RunStatus.succeeded
+    assert len(store.sets["rt:wf:wf:active"]) == 0
