@@ -139,10 +139,7 @@ class Engine:
         """
         workflow = self.workflow(name)
         trigger = trigger or TriggerInfo(kind=TriggerKind.manual)
-        if run_id is not None and self.store.load(run_id) is not None:
-            result = StartResult(status=StartStatus.duplicate, workflow=name, run_id=run_id, message="already started")
-        else:
-            result = self._admit(workflow, trigger, slot, dispatcher, run_id or self.new_run_id())
+        result = self._admit(workflow, trigger, slot, dispatcher, run_id or self.new_run_id(), run_id is not None)
         if result.status == StartStatus.duplicate and dispatcher is not None and result.run_id:
             self.advance(result.run_id, dispatcher)
         if result.status == StartStatus.started:
@@ -152,7 +149,13 @@ class Engine:
         return result
 
     def _admit(
-        self, workflow: Workflow, trigger: TriggerInfo, slot: str | None, dispatcher: str | None, run_id: str
+        self,
+        workflow: Workflow,
+        trigger: TriggerInfo,
+        slot: str | None,
+        dispatcher: str | None,
+        run_id: str,
+        chosen_id: bool,
     ) -> StartResult:
         while True:
             now = self.clock()
@@ -164,6 +167,10 @@ class Engine:
                 return result
             if self._apply(decision, guards, live):
                 return result
+            if chosen_id and self.store.load(run_id) is not None:  # the caller's id was taken before
+                return StartResult(
+                    status=StartStatus.duplicate, workflow=workflow.name, run_id=run_id, message="already started"
+                )
 
     def emit(self, name: str, data: Mapping[str, Any] | None = None) -> list[StartResult]:
         """Record an event and start every workflow whose event trigger matches it."""
@@ -354,7 +361,7 @@ class Engine:
                     log.info(
                         "run=%s workflow=%s finished: %s%s", data["run_id"], data["workflow"], data["status"], reason
                     )
-        version = read.get(keys.workflows_version(), "")
+        version = read.get(keys.workflows_version()) or "0"  # the counter starts at 0 (no key yet)
         ordered = sorted(decision.effects, key=_effect_order)
         for effect in ordered:
             match effect:
