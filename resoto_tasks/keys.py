@@ -13,6 +13,7 @@ key                                type    TTL                    written by
 ``{p}:runs:active``                set     -                      ids of runs in status running
 ``{p}:wf:{name}:active``           set     -                      ids of running runs of one workflow
 ``{p}:wf:{name}:queued``           string  -                      id of the one queued (``wait``) run
+``{p}:wf:queued``                  set     -                      workflows that have a queued run (supervisor)
 ``{p}:slot:{name}:{due}``          string  retention              run id that took a schedule slot
 ``{p}:subs:live``                  zset    -                      ``{holder}|{subscription JSON}``, score = expiry ms
 ``{p}:events``                     stream  MAXLEN ~               every event and run/step transition
@@ -73,6 +74,11 @@ def workflow_active(name: str) -> str:
 
 def workflow_queued(name: str) -> str:
     return f"{_p()}:wf:{name}:queued"
+
+
+def workflows_with_queued() -> str:
+    """``{p}:wf:queued`` (set): the workflows whose queued run the supervisor may have to start."""
+    return f"{_p()}:wf:queued"
 
 
 def slot(name: str, due_iso: str) -> str:

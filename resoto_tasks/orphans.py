@@ -78,7 +78,7 @@ class OrphanRestorer:
             return []
         now = time.time() if now_s is None else now_s
         r = client()
-        with self.app.connection_for_write() as conn:
+        with self.app.pool.acquire(block=True) as conn:  # the app's pool: no new connection per tick
             channel: Any = conn.default_channel
             broker = channel.client
             old = broker.zrangebyscore(channel.unacked_index_key, "-inf", now - self.grace_s)

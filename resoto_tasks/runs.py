@@ -230,7 +230,7 @@ def commands_of(write: Write, at: str) -> list[list[str]]:
         case RemoveActive(workflow, run_id):
             return [["SREM", keys.workflow_active(workflow), run_id], ["SREM", keys.runs_active(), run_id]]
         case SetQueued(workflow, run_id):
-            return [["SET", keys.workflow_queued(workflow), run_id]]
+            return [["SET", keys.workflow_queued(workflow), run_id], ["SADD", keys.workflows_with_queued(), workflow]]
         case ClearQueued(workflow, run_id):
             return [["DELIFEQ", keys.workflow_queued(workflow), run_id]]
         case TakeSlot(workflow, slot, run_id):

@@ -2,8 +2,9 @@
 
 One :func:`tick` at an injected time (tests choose the clock) looks at every running run
 (:func:`resoto_tasks.transitions.supervise`: deadlines, lost callbacks, runs left pending),
-gives back the messages a dead worker held (:mod:`resoto_tasks.orphans`), reconciles the
-workflows' active sets, starts queued runs whose predecessor ended, and prunes history.
+gives back the messages a dead worker held (:mod:`resoto_tasks.orphans`), starts queued runs
+whose predecessor ended, and prunes history. Every run and admission write is one atomic script,
+so the active sets cannot drift from the records; only a run whose record expired is dropped.
 
 It runs in the heartbeat thread of every worker consuming the ``workflow`` queue; a Redis lock
 makes it one tick per period however many workers try. It is a producer: it never sends a step
@@ -67,13 +68,12 @@ def tick(engine: Engine, at_ms: int | None = None, restorer: OrphanRestorer | No
 
 
 def _reconcile_workflows(engine: Engine, done: Counter[str]) -> None:
-    """Drop ended runs from the workflows' active sets; start queued runs nothing blocks."""
+    """Start the queued runs nothing blocks any more (a process that ended their predecessor died
+    before it could). Only the workflows that queued a run are looked at, not the catalogue."""
     r = client()
-    for name in engine.workflows(None):
-        for run_id in r.smembers(keys.workflow_active(name)):
-            found = engine.store.load(run_id)
-            if found is None or found.run.status.finished:
-                r.srem(keys.workflow_active(name), run_id)
-                done["reconciled"] += 1
-        if r.exists(keys.workflow_queued(name)) and engine.promote(name):
+    for name in sorted(r.smembers(keys.workflows_with_queued())):
+        if not r.exists(keys.workflow_queued(name)):
+            r.srem(keys.workflows_with_queued(), name)
+            continue
+        if engine.promote(name):
             done["promoted"] += 1

@@ -83,10 +83,13 @@ def test_redis_killed_and_restarted_while_idle_loses_nothing_and_the_workers_car
     assert rows["nightly"]["scheduled"] and not rows["nightly"]["paused"]
 
 
-def two_step_workflow(stack: FaultStack, timeout_s: float) -> None:
+def two_step_workflow(stack: FaultStack, timeout_s: float, gate: str | None = None) -> None:
+    """``first`` sleeps 3 s, or with ``gate`` waits until the test sets that key (so a slow machine
+    cannot let the run finish before the fault is injected)."""
     steps = [{"name": "first", "timeout": timeout_s}, {"name": "second", "timeout": timeout_s}]
     stack.add_workflow("two_steps", steps, on_surpass="wait")
-    slow = behave("first", "slow", QUEUE, timeout_s=timeout_s, sleep=3)
+    held: dict[str, Any] = {"until_key": gate} if gate else {"sleep": 3}
+    slow = behave("first", "slow", QUEUE, timeout_s=timeout_s, **held)
     stack.hold([slow, behave("second", "quick", QUEUE, timeout_s=timeout_s)])
 
 
@@ -103,7 +106,8 @@ def test_redis_restarted_in_the_middle_of_a_run_ends_it_with_a_reason_and_the_qu
     actors = stack.worker(QUEUE, wait=False)
     stack.workers_ready(flow, actors)
     timeout_s = 6.0
-    two_step_workflow(stack, timeout_s)
+    gate = "test:gate:two_steps"
+    two_step_workflow(stack, timeout_s, gate)
 
     running = stack.start("two_steps")
     queued = stack.cli("run", "two_steps", "--json")
@@ -111,10 +115,11 @@ def test_redis_restarted_in_the_middle_of_a_run_ends_it_with_a_reason_and_the_qu
     queued_id = json.loads(queued.stdout)["run_id"]
     assert stack.run(queued_id).status == RunStatus.queued
     wait_until(lambda: stack.run(running).steps[1].status == StepStatus.running, 15, "step first dispatched")
-    time.sleep(0.5)  # the slow subscriber is sleeping
+    time.sleep(0.5)  # the slow subscriber is waiting at its gate
 
     stack.server.restart()
     restarted_at = time.time()
+    stack.r.set(gate, "open")
 
     assert stack.r.get(keys.workflow_queued("two_steps")) == queued_id
     assert stack.run(queued_id).status == RunStatus.queued
