@@ -397,19 +397,17 @@ def advance(run: Run, inputs: Inputs) -> Decision | None:
     finds the step it started itself still unanswered was redelivered after dying: the step is
     started again under the next epoch (at least once: its subscribers may run twice).
     """
-    if run.status != RunStatus.running:
-        return None
+    if run.status != RunStatus.running or inputs.dispatcher is None:
+        return None  # producers never send steps
     step = run.current
     if step is None:
         return _end(run, inputs.now_ms)
     if step.status == StepStatus.running:
-        if inputs.dispatcher is None or step.dispatcher != inputs.dispatcher:
+        if step.dispatcher != inputs.dispatcher:
             return None
         return _walk(run, inputs, Decision())
     if step.status.finished:  # an index left behind a finished step: move past it
         return _walk(run.model_copy(update={"step_index": run.step_index + 1}), inputs, Decision())
-    if inputs.dispatcher is None:
-        return None
     return _walk(run, inputs, Decision())
 
 
