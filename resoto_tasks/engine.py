@@ -7,7 +7,7 @@ again), then carry out its effects through the task queue (:class:`Tasks`): send
 run to the ``workflow`` queue, revoke, start workflows an event triggers.
 
 The store and the task queue are injected: :mod:`resoto_tasks.runtime` composes the Redis store
-and the Celery dispatcher, the in-memory tests compose ``tests.support.memory``'s.
+and the Celery dispatcher; :mod:`resoto_tasks.memory` composes in-memory ones for tests.
 """
 
 from __future__ import annotations
