@@ -8,12 +8,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The project with its own dependencies, as pyproject.toml declares them, plus Flower.
+# The project with its own dependencies, as pyproject.toml declares them, plus Flower and boto3
+# (the aws provider: RESOTO_COLLECT_PROVIDERS=aws with the usual AWS_* credentials or an instance role).
 COPY pyproject.toml README.md ./
 COPY resoto_tasks/ resoto_tasks/
 COPY worker/ worker/
 COPY beat/ beat/
-RUN pip install ".[flower]" \
+RUN pip install ".[flower,aws]" \
  && rm -rf build *.egg-info \
  && useradd --system --uid 10001 --no-create-home --home-dir /app resoto
 
