@@ -19,6 +19,7 @@ import click
 from celery import bootsteps
 
 from resoto_tasks import keys, orphans, subscribers, supervisor
+from resoto_tasks.errors import ResotoError
 from resoto_tasks.redis_conn import client
 from resoto_tasks.routing import WORKFLOW
 from resoto_tasks.settings import get_settings
@@ -26,6 +27,9 @@ from resoto_tasks.wiring import engine_for
 from resoto_tasks.worker_options import WorkerOptions, set_current, start_hooks
 
 log = logging.getLogger(__name__)
+
+EXIT_BAD_CONFIGURATION = 2
+"""The worker's exit code when its configuration cannot be used (the CLI's usage/validation code)."""
 
 WORKER_CLI_OPTIONS = [
     click.Option(
@@ -95,7 +99,11 @@ class ResotoWorkerStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery
     def start(self, parent: Any) -> None:
         for hook in start_hooks():
             hook(self.options)
-        self._beat_once()
+        try:
+            self._beat_once()
+        except ResotoError as exc:  # a bad RESOTO_* value, a provider that cannot load: one line, no traceback
+            log.error("worker cannot start: %s", exc)
+            raise SystemExit(EXIT_BAD_CONFIGURATION) from None
         self._thread = threading.Thread(target=self._loop, name="resoto-heartbeat", daemon=True)
         self._thread.start()
 
