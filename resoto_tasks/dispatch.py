@@ -57,8 +57,8 @@ class CeleryDispatcher:
         step = run.steps[index]
         for sid in step.nonblocking:
             if sid in subs:
-                self._signature(run, index, step, subs[sid], blocking=False).apply_async()
-        header = [self._signature(run, index, step, subs[sid], blocking=True) for sid in step.blocking if sid in subs]
+                self._signature(run, index, step, subs[sid]).apply_async()
+        header = [self._signature(run, index, step, subs[sid]) for sid in step.blocking if sid in subs]
         if header:
             args = (run.id, index, step.epoch)
             callback = self.app.signature(STEP_DONE_TASK, args=args, queue=WORKFLOW)
@@ -70,21 +70,8 @@ class CeleryDispatcher:
             ((step.deadline_ms or 0) - run.updated_ms) / 1000,
         )  # fmt: skip
 
-    def _signature(self, run: Run, index: int, step: StepRun, sub: Subscription, blocking: bool) -> Any:
-        message = ActionMessage(
-            run_id=run.id,
-            workflow=run.workflow,
-            step_index=index,
-            step=step.name,
-            action=step.action,
-            subscriber_id=sub.subscriber_id,
-            blocking=blocking,
-            deadline_ms=step.deadline_ms or 0,
-            timeout_s=sub.timeout_s,
-            epoch=step.epoch,
-            sent_ms=run.updated_ms,
-            kwargs=sub.kwargs,
-        )
+    def _signature(self, run: Run, index: int, step: StepRun, sub: Subscription) -> Any:
+        message = ActionMessage.for_step(run, index, sub)
         return self.app.signature(
             sub.task,
             args=(message.model_dump(mode="json"),),

@@ -268,10 +268,13 @@ class Engine:
                 log.info("run=%s workflow=%s started from the queue", queued.run.id, workflow)
                 return queued.run.id
 
-    def supervise(self, run_id: str, at_ms: int) -> str | None:
-        """One supervisor look at a running run; what it did (``timed_out``, ``completed``, ``resumed``)."""
+    def supervise(self, run_id: str, at_ms: int, found: Versioned | None = None) -> str | None:
+        """One supervisor look at a running run; what it did (``timed_out``, ``completed``, ``resumed``).
+
+        ``found`` is the record if the caller just read it (read again only after a conflict).
+        """
         while True:
-            found = self.store.load(run_id)
+            found = found or self.store.load(run_id)
             if found is None:
                 return None
             run, step = found.run, found.run.current
@@ -284,10 +287,12 @@ class Engine:
             if not decision.runs:  # only hands the run to the workflow queue again
                 self._carry_out(decision, {}, {})
                 return "resumed"
-            if self._apply(decision, _run_guard(found), {}):
-                finished = decision.run(run_id)
-                cause = finished.steps[run.step_index].cause if finished and step else None
-                return "timed_out" if cause == StepCause.timeout else "completed"
+            if not self._apply(decision, _run_guard(found), {}):
+                found = None  # changed meanwhile: read and look again
+                continue
+            finished = decision.run(run_id)
+            cause = finished.steps[run.step_index].cause if finished and step else None
+            return "timed_out" if cause == StepCause.timeout else "completed"
 
     # -- reading runs for people ------------------------------------------------------------------
 
@@ -328,7 +333,7 @@ class Engine:
                 decided = outcomes.get(sub)
                 if decided is None:
                     outcomes[sub] = answer  # a non-blocking answer that came after the step ended
-                elif answer.status not in (OutcomeStatus.lost,) and answer != decided:
+                elif answer.status != OutcomeStatus.lost and answer != decided:
                     late[sub] = answer.model_copy(update={"late": True})
         for (i, sub), p in progress.items():
             if i == index and sub in outcomes:

@@ -239,18 +239,7 @@ class MemoryTasks:
         step = run.steps[index]
         answered: list[Outcome] = []
         for sid in step.blocking + step.nonblocking:
-            message = ActionMessage(
-                run_id=run.id,
-                workflow=run.workflow,
-                step_index=index,
-                step=step.name,
-                action=step.action,
-                subscriber_id=sid,
-                blocking=sid in step.blocking,
-                deadline_ms=step.deadline_ms or 0,
-                timeout_s=subs[sid].timeout_s if sid in subs else step.timeout_s,
-                epoch=step.epoch,
-            )
+            message = ActionMessage.for_step(run, index, subs[sid])
             outcome = self.answers_by_subscriber.get(sid, done)(message)
             if outcome is None:
                 continue

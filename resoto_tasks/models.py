@@ -418,6 +418,25 @@ class ActionMessage(Frozen):
     """When the step was sent (the abort flag is checked only on a message that waited)."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def for_step(cls, run: Run, index: int, sub: Subscription) -> ActionMessage:
+        """The message of ``sub``'s task in step ``index`` of the run as committed."""
+        step = run.steps[index]
+        return cls(
+            run_id=run.id,
+            workflow=run.workflow,
+            step_index=index,
+            step=step.name,
+            action=step.action,
+            subscriber_id=sub.subscriber_id,
+            blocking=sub.subscriber_id in step.blocking,
+            deadline_ms=step.deadline_ms or 0,
+            timeout_s=sub.timeout_s,
+            epoch=step.epoch,
+            sent_ms=run.updated_ms,
+            kwargs=sub.kwargs,
+        )
+
 
 JsonDict = dict[str, Any]
 LiteralKind = Literal["cron", "interval", "event"]

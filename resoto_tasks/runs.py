@@ -140,18 +140,20 @@ class RunStore:
 
     def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]:
         """The record and the live subscriptions, in one round trip (what a step transition needs)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(keys.run(run_id))
-        subscribers.queue_live_read(pipe, at_ms)
-        raw, members = pipe.execute()
-        return _versioned(raw), subscribers.by_action(subscribers.parse_live(members))
+        raw, live = self._read_with_live(at_ms, keys.run(run_id))
+        return _versioned(raw), live
 
     def live(self, at_ms: int) -> dict[str, list[Subscription]]:
         """The live subscriptions by action (what a dispatching start needs beside the admission)."""
+        return self._read_with_live(at_ms)[1]
+
+    def _read_with_live(self, at_ms: int, key: str | None = None) -> tuple[str | None, dict[str, list[Subscription]]]:
         pipe = self.r.pipeline(transaction=False)
+        if key is not None:
+            pipe.get(key)
         subscribers.queue_live_read(pipe, at_ms)
-        (members,) = pipe.execute()
-        return subscribers.by_action(subscribers.parse_live(members))
+        *raw, members = pipe.execute()
+        return (raw[0] if raw else None), subscribers.by_action(subscribers.parse_live(members))
 
     def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]:
         """A workflow's admission state and the guards a start decided on it is applied under."""

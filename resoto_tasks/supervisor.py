@@ -54,7 +54,7 @@ def tick(engine: Engine, at_ms: int | None = None, restorer: OrphanRestorer | No
                 r.srem(keys.runs_active(), run_id)
                 done["reconciled"] += 1
                 continue
-            what = engine.supervise(run_id, now)
+            what = engine.supervise(run_id, now, found)
             if what:
                 done[what] += 1
         except Exception:  # one broken run must not stop the others being supervised
