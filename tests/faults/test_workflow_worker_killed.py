@@ -56,7 +56,7 @@ def test_the_workflow_worker_killed_while_a_step_runs_resumes_the_run_when_it_re
     assert [c["sub"] for c in calls] == ["slow", "quick"]  # each subscriber ran exactly once
     assert calls[0]["start"] < killed_at < calls[0]["end"]
     assert calls[1]["start"] >= back_at  # the next step was dispatched by the returning worker
-    assert parse_iso(run.steps[4].started_at or "").timestamp() >= back_at
+    assert int(parse_iso(run.steps[4].started_at or "").timestamp() * 1000) >= int(back_at * 1000)
     assert run.steps[4].outcomes["quick"].status == OutcomeStatus.done
 
 
@@ -76,7 +76,8 @@ def test_a_lost_step_callback_is_made_good_by_the_supervisor_of_a_returning_work
     flow.kill()
     wait_until(lambda: stack.r.llen(WORKFLOW) > 0, 15, "the step callback waiting in the workflow queue")
     assert stack.r.delete(WORKFLOW) == 1  # the callback is gone for good
-    answered_at = parse_iso(stack.outcomes(run_id)["1/slow"]["finished_at"]).timestamp()
+    # Records keep milliseconds, and so does the supervisor's grace decision.
+    answered_ms = int(parse_iso(stack.outcomes(run_id)["1/slow"]["finished_at"]).timestamp() * 1000)
 
     stack.worker(WORKFLOW)
     run = stack.wait_finished(run_id, 20)
@@ -84,6 +85,6 @@ def test_a_lost_step_callback_is_made_good_by_the_supervisor_of_a_returning_work
     assert run.status == RunStatus.succeeded, run.reason
     first = run.steps[1]
     assert first.status == StepStatus.done
-    assert parse_iso(first.finished_at or "").timestamp() >= answered_at + CALLBACK_GRACE_MS / 1000
+    assert int(parse_iso(first.finished_at or "").timestamp() * 1000) >= answered_ms + CALLBACK_GRACE_MS
     assert [c["sub"] for c in stack.calls(run_id)] == ["slow", "quick"]
     assert stack.r.scard(keys.runs_active()) == 0
