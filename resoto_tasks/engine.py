@@ -194,7 +194,8 @@ class Engine:
                 return
 
     def step_done(self, run_id: str, index: int, epoch: int, results: Sequence[Any], dispatcher: str | None) -> None:
-        """The chord callback: ``results`` are the blocking subscribers' answers."""
+        """The step callback (a chord's body, or linked to a lone subscriber): ``results`` are the
+        blocking subscribers' answers."""
         answers = {o.subscriber_id: o for o in (_outcome(r) for r in results) if o is not None}
         self.complete(run_id, index, epoch, StepCause.answered, answers, dispatcher)
 

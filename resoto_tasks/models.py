@@ -262,9 +262,9 @@ class StepCause(StrEnum):
     """What ended a step: the input that made its completion transition."""
 
     answered = "answered"
-    """The chord callback: every blocking subscriber answered."""
+    """The step callback: every blocking subscriber answered."""
     lost = "lost"
-    """The chord errback: a subscriber task died without answering."""
+    """The step errback: a subscriber task died without answering."""
     timeout = "timeout"
     """The supervisor: the deadline passed."""
     no_subscriber = "no_subscriber"

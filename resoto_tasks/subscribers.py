@@ -130,11 +130,11 @@ def _json_safe(value: Any) -> tuple[Any, str | None]:
 def execute(fn: ActionFn, task: Task | None, raw: dict[str, Any]) -> dict[str, Any]:
     """Run ``fn`` for one action message; its answer is the task's result. Never raises.
 
-    The answer (an :class:`Outcome` as JSON) travels as the task's result: the chord counts it and
-    hands it to the step callback, and the result backend keeps it for views and the supervisor.
-    Exceptions become an ``error`` outcome, so a failing subscriber never fails the chord (a
-    failed chord header would skip the step callback and fail the rest of the canvas); a
-    subscriber that overruns its own timeout answers ``timed_out``.
+    The answer (an :class:`Outcome` as JSON) travels as the task's result: the chord counts it (or
+    the link passes it on) to the step callback, and the result backend keeps it for views and the
+    supervisor. Exceptions become an ``error`` outcome, so a failing subscriber never fails the
+    step (a failed task would skip the step callback and call its errback); a subscriber that
+    overruns its own timeout answers ``timed_out``.
     """
     message = ActionMessage.model_validate(raw)
     started = utcnow()

@@ -18,9 +18,13 @@ from resoto_tasks.wiring import engine_for
 
 
 @shared_task(name=dispatch.STEP_DONE_TASK, bind=True, queue=WORKFLOW, ignore_result=True)
-def step_done(self: Task, results: list[Any], run_id: str, step_index: int, epoch: int) -> None:
-    """The chord body: every blocking subscriber answered; ``results`` are their answers."""
-    engine_for(self.app).step_done(run_id, step_index, epoch, results, self.request.id)
+def step_done(self: Task, results: list[Any] | Any, run_id: str, step_index: int, epoch: int) -> None:
+    """The step's callback: every blocking subscriber answered.
+
+    ``results`` are their answers: a list from a chord, the one answer from a linked task.
+    """
+    answers = results if isinstance(results, list) else [results]
+    engine_for(self.app).step_done(run_id, step_index, epoch, answers, self.request.id)
 
 
 @shared_task(name=dispatch.STEP_LOST_TASK, bind=True, queue=WORKFLOW, ignore_result=True)
