@@ -16,6 +16,7 @@ key                                type    TTL                    written by
 ``{p}:wf:queued``                  set     -                      workflows that have a queued run (supervisor)
 ``{p}:slot:{name}:{due}``          string  retention              run id that took a schedule slot
 ``{p}:subs:live``                  zset    -                      ``{holder}|{subscription JSON}``, score = expiry ms
+``{p}:subs:version``               string  -                      changed when a subscription is added or dropped
 ``{p}:events``                     stream  MAXLEN ~               every event and run/step transition
 ``{p}:workflows``                  hash    -                      user workflows added at runtime (YAML)
 ``{p}:workflows:version``          string  -                      bumped on every workflow change
@@ -87,6 +88,12 @@ def slot(name: str, due_iso: str) -> str:
 
 def subscriptions_live() -> str:
     return f"{_p()}:subs:live"
+
+
+def subscriptions_version() -> str:
+    """``{p}:subs:version`` (string): changed whenever a subscription is added or dropped, so a
+    process may keep the live subscriptions it read until it changes (or ages out)."""
+    return f"{_p()}:subs:version"
 
 
 def events() -> str:

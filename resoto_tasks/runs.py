@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from resoto_tasks import keys, stats, subscribers
+from resoto_tasks import keys, live_cache, stats, subscribers
 from resoto_tasks.errors import UnknownRun
 from resoto_tasks.models import Progress, Run, Subscription
 from resoto_tasks.redis_conn import client
@@ -139,7 +139,8 @@ class RunStore:
         return _versioned(raw)
 
     def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]:
-        """The record and the live subscriptions, in one round trip (what a step transition needs)."""
+        """The record and the live subscriptions (what a step transition needs): one ``MGET`` of
+        the record and the registry's version while this process's copy of the registry holds."""
         raw, live = self._read_with_live(at_ms, keys.run(run_id))
         return _versioned(raw), live
 
@@ -148,12 +149,26 @@ class RunStore:
         return self._read_with_live(at_ms)[1]
 
     def _read_with_live(self, at_ms: int, key: str | None = None) -> tuple[str | None, dict[str, list[Subscription]]]:
-        pipe = self.r.pipeline(transaction=False)
-        if key is not None:
-            pipe.get(key)
-        subscribers.queue_live_read(pipe, at_ms)
-        *raw, members = pipe.execute()
-        return (raw[0] if raw else None), subscribers.by_action(subscribers.parse_live(members))
+        """Read ``key`` and the live subscriptions at ``at_ms`` (see :mod:`resoto_tasks.live_cache`).
+
+        The version is read before the members, in the same round trip when the copy has aged;
+        only a version that moved since the copy costs a second round trip.
+        """
+        r = self.r
+        registry = keys.subscriptions_live()
+        cache = live_cache.for_client(r, registry, int(get_settings().subscriber_ttl_s * 250))
+        pipe = r.pipeline(transaction=False)
+        pipe.mget([*([key] if key is not None else []), keys.subscriptions_version()])
+        aged = cache.aged(at_ms)
+        if aged:
+            subscribers.queue_live_read(pipe, at_ms)
+        values, *members = pipe.execute()
+        raw, version = (values[0] if key is not None else None), values[-1]
+        entries = None if aged else cache.entries(version, at_ms)
+        if entries is None:
+            read = members[0] if members else r.zrangebyscore(registry, at_ms, "+inf", withscores=True)
+            entries = cache.keep(version, at_ms, subscribers.parse_members(read))
+        return raw, subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
 
     def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]:
         """A workflow's admission state and the guards a start decided on it is applied under."""

@@ -13,7 +13,7 @@ import threading
 
 from celery import Celery
 
-from resoto_tasks import redis_conn
+from resoto_tasks import live_cache, redis_conn
 from resoto_tasks.celery_app import create_app
 from resoto_tasks.engine import Engine
 from resoto_tasks.settings import get_settings
@@ -43,9 +43,11 @@ def engine() -> Engine:
 
 
 def reset() -> None:
-    """Forget the app, the settings and the pooled Redis clients: the next call composes anew."""
+    """Forget the app, the settings, the pooled Redis clients and what they read: the next call
+    composes anew."""
     global _app
     with _lock:
         _app = None
     get_settings.cache_clear()
     redis_conn.reset_clients()
+    live_cache.forget()

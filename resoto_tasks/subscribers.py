@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -296,16 +297,25 @@ def _member(holder: str, sub: Subscription) -> str:
     return f"{holder}{_SEP}{sub.model_dump_json()}"
 
 
-def register(subs: list[Subscription], holder: str, ttl_s: float | None = None) -> None:
-    """Mark ``holder`` as keeping ``subs`` alive for ``ttl_s`` (also the heartbeat)."""
+def register(subs: list[Subscription], holder: str, ttl_s: float | None = None, r: redis.Redis | None = None) -> None:
+    """Mark ``holder`` as keeping ``subs`` alive for ``ttl_s`` (also the heartbeat), on ``r``
+    (default: the store's Redis).
+
+    A subscription that was not there before changes the registry's version (after it is added:
+    a reader that sees the new version finds the new member), so cached reads see it at once; a
+    renewal does not (see :mod:`resoto_tasks.live_cache`).
+    """
     if not subs:
         return
     ttl = ttl_s if ttl_s is not None else get_settings().subscriber_ttl_s
     now = now_ms()
-    pipe = client().pipeline(transaction=False)
+    r = r or client()
+    pipe = r.pipeline(transaction=False)
     pipe.zremrangebyscore(keys.subscriptions_live(), "-inf", now)
     pipe.zadd(keys.subscriptions_live(), {_member(holder, s): now + int(ttl * 1000) for s in subs})
-    pipe.execute()
+    _, added = pipe.execute()
+    if added:
+        bump_version(r)
 
 
 def unregister(holder: str) -> None:
@@ -315,6 +325,12 @@ def unregister(holder: str) -> None:
     members = [m for m in r.zrange(keys.subscriptions_live(), 0, -1) if m.startswith(prefix)]
     if members:
         r.zrem(keys.subscriptions_live(), *members)
+        bump_version(r)
+
+
+def bump_version(r: redis.Redis) -> None:
+    """A new version of the registry (a random token: never equal to another server's)."""
+    r.set(keys.subscriptions_version(), uuid.uuid4().hex)
 
 
 def queue_live_read(pipe: Any, at_ms: int) -> None:
@@ -324,14 +340,30 @@ def queue_live_read(pipe: Any, at_ms: int) -> None:
 
 def parse_live(members: list[tuple[str, float]]) -> list[Subscription]:
     """The live subscriptions from the read: one per key, the definition renewed last wins."""
-    newest: dict[str, tuple[float, Subscription]] = {}
+    return newest_live(parse_members(members), at_ms=0)
+
+
+Entry = tuple[float, Subscription]
+"""A member of the registry as read: when its holder's promise expires, and the subscription."""
+
+
+def parse_members(members: list[tuple[str, float]]) -> list[Entry]:
+    """The members of the read that this version can dispatch to."""
+    found: list[Entry] = []
     for member, score in members:
         _, _, raw = member.partition(_SEP)
         try:
-            sub = Subscription.model_validate_json(raw)
+            found.append((score, Subscription.model_validate_json(raw)))
         except ValueError:  # written by another version: not ours to dispatch
             continue
-        if sub.key not in newest or score >= newest[sub.key][0]:
+    return found
+
+
+def newest_live(entries: list[Entry], at_ms: int) -> list[Subscription]:
+    """The subscriptions live at ``at_ms``: one per key, the definition renewed last wins."""
+    newest: dict[str, Entry] = {}
+    for score, sub in entries:
+        if score >= at_ms and (sub.key not in newest or score >= newest[sub.key][0]):
             newest[sub.key] = (score, sub)
     return [newest[k][1] for k in sorted(newest)]
 

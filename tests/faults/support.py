@@ -24,11 +24,11 @@ from typing import Any
 import redis
 import yaml
 
-from resoto_tasks import keys
+from resoto_tasks import keys, subscribers
 from resoto_tasks.models import Run, Subscription
 from resoto_tasks.settings import get_settings
 from resoto_tasks.store import ResourceStore
-from resoto_tasks.timeutil import now_ms, parse_time
+from resoto_tasks.timeutil import parse_time
 from tests.beat.helpers import BEAT_ENV, BeatProcess
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess, resoto
@@ -191,8 +191,7 @@ class FaultStack:
 
     def hold(self, subs: Iterable[Subscription], holder: str = "fault-test", ttl_s: float = 600) -> None:
         """Keep subscriptions alive for the test, as a worker's heartbeat would."""
-        expires = now_ms() + int(ttl_s * 1000)
-        self.r.zadd(keys.subscriptions_live(), {f"{holder}|{s.model_dump_json()}": expires for s in subs})
+        subscribers.register(list(subs), holder, ttl_s, r=self.r)
 
     def calls(self, run_id: str) -> list[dict[str, Any]]:
         """What ``tests.behave`` recorded for the run, in completion order."""

@@ -1,0 +1,118 @@
+"""A process's copy of the live subscriptions: a change is seen at once, a renewal costs no read.
+
+Against the real Redis of the session, with a key prefix of its own so that no other test's
+worker changes the registry's version underneath. Times are passed in (``at_ms``): nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from resoto_tasks import keys, live_cache, subscribers
+from resoto_tasks.models import Subscription
+from resoto_tasks.runs import RunStore
+from resoto_tasks.settings import get_settings
+from resoto_tasks.timeutil import now_ms
+from tests.support.flow import unique
+
+
+@pytest.fixture(autouse=True)
+def own_prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("RESOTO_KEY_PREFIX", unique("livecache"))
+    get_settings.cache_clear()
+    live_cache.forget()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    live_cache.forget()
+
+
+def sub(action: str) -> Subscription:
+    return Subscription(action=action, subscriber_id=f"{action}-sub", task="tests.behave", queue="workflow")
+
+
+def max_age_ms() -> int:
+    return int(get_settings().subscriber_ttl_s * 250)
+
+
+class Counting:
+    """How many commands the store sends (redis-py's pipeline and plain calls both end here)."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.before = self._calls(r)
+        self.r = r
+
+    @staticmethod
+    def _calls(r: redis.Redis) -> dict[str, int]:
+        stats = r.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+    def since(self) -> dict[str, int]:
+        now = self._calls(self.r)
+        grown = {k: now[k] - self.before.get(k, 0) for k in now}
+        grown["info"] -= 1  # the second INFO itself
+        return {k: v for k, v in grown.items() if v}
+
+
+def test_a_new_subscription_is_seen_at_once_and_a_renewal_costs_one_mget(r: redis.Redis) -> None:
+    store = RunStore(r)
+    first, second = sub(unique("a")), sub(unique("b"))
+    subscribers.register([first], "worker-1", ttl_s=60)
+    at = now_ms()
+    assert store.live(at) == {first.action: [first]}
+
+    subscribers.register([second], "worker-2", ttl_s=60)  # new: the version moves
+    assert store.live(at + 1) == {first.action: [first], second.action: [second]}
+
+    subscribers.register([first], "worker-1", ttl_s=60)  # heartbeats: renewals, the version stays
+    subscribers.register([second], "worker-2", ttl_s=60)
+    counting = Counting(r)
+    assert store.live(at + 2) == {first.action: [first], second.action: [second]}
+    assert counting.since() == {"mget": 1}
+
+
+def test_a_copy_is_read_again_once_it_is_a_quarter_ttl_old(r: redis.Redis) -> None:
+    """A member written behind the registry's back (no version change) shows once the copy ages."""
+    store = RunStore(r)
+    known, hidden = sub(unique("a")), sub(unique("b"))
+    subscribers.register([known], "worker-1", ttl_s=60)
+    at = now_ms()
+    assert store.live(at) == {known.action: [known]}
+    r.zadd(keys.subscriptions_live(), {f"worker-9|{hidden.model_dump_json()}": at + 60_000})
+
+    assert store.live(at + max_age_ms() - 1) == {known.action: [known]}
+    assert store.live(at + max_age_ms()) == {known.action: [known], hidden.action: [hidden]}
+
+
+def test_a_dropped_subscription_is_gone_at_once_and_a_dead_holder_by_its_expiry(r: redis.Redis) -> None:
+    store = RunStore(r)
+    stopping, dying, staying = sub(unique("stop")), sub(unique("die")), sub(unique("stay"))
+    subscribers.register([stopping], "stopping", ttl_s=60)
+    subscribers.register([staying], "staying", ttl_s=60)
+    ttl_ms = max_age_ms() // 2
+    subscribers.register([dying], "dying", ttl_s=ttl_ms / 1000)
+    at = now_ms()
+    assert set(store.live(at)) == {stopping.action, dying.action, staying.action}
+
+    subscribers.unregister("stopping")
+    assert set(store.live(at + 1)) == {dying.action, staying.action}
+
+    counting = Counting(r)
+    assert set(store.live(at + ttl_ms + 1)) == {staying.action}  # expired in the copy, not read again
+    assert counting.since() == {"mget": 1}
+
+
+def test_a_step_transition_reads_its_record_and_the_version_in_one_command(r: redis.Redis) -> None:
+    store = RunStore(r)
+    action = sub(unique("a"))
+    subscribers.register([action], "worker-1", ttl_s=60)
+    at = now_ms()
+    store.live(at)
+    counting = Counting(r)
+    found, live = store.load_with_live("no-such-run", at + 1)
+    assert found is None
+    assert live == {action.action: [action]}
+    assert counting.since() == {"mget": 1}
