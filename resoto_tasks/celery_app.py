@@ -16,6 +16,7 @@ from celery import Celery
 from kombu import Queue
 
 from resoto_tasks import logs  # noqa: F401 - connects the log format to Celery's logging signals
+from resoto_tasks.broker_transport import SENTINEL_TRANSPORT, TRANSPORT
 from resoto_tasks.failover import publish_retry_policy
 from resoto_tasks.result_backend import backend_url
 from resoto_tasks.routing import QUEUES, WORKFLOW
@@ -78,12 +79,14 @@ def _broker_config(settings: Settings, sentinel: SentinelTarget | None) -> dict[
             "worker_detect_quorum_queues": True,
         }
     transport = _redis_transport(settings)
-    url = settings.broker
+    url, kind = settings.broker, TRANSPORT
     if sentinel is not None and settings.uses_sentinel(settings.broker_url):
-        url = sentinel.kombu_url()
+        url, kind = sentinel.kombu_url(), SENTINEL_TRANSPORT
         transport.update(sentinel.transport_options())
     return {
         "broker_url": url,
+        # kombu's Redis transports with a worker that survives a dropped connection (see the module)
+        "broker_transport": kind,
         "broker_transport_options": transport,
         "task_queues": [Queue(q, routing_key=q) for q in QUEUES],
     }

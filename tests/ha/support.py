@@ -44,6 +44,7 @@ class HaStack:
 
     def __post_init__(self) -> None:
         self.r = self.cluster.client()
+        self.r.flushdb()  # the cluster is shared by the module's tests: nothing of the last one stays
 
     @property
     def env(self) -> dict[str, str]:

@@ -123,7 +123,7 @@ class SentinelCluster:
     def rejoin(self, timeout_s: float = 30) -> None:
         """Bring every dead server back as a replica of the current primary, then wait until healthy."""
         primary = self.primary_port()
-        for port, server in self.servers.items():
+        for server in self.servers.values():
             if server.proc is None:
                 server.extra_args = ["--replicaof", "127.0.0.1", str(primary)]
                 server.start()
