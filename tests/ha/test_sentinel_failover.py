@@ -74,7 +74,12 @@ def test_the_primary_killed_in_the_middle_of_collect_and_cleanup_ends_the_run_an
     # The workers carried on without a restart.
     assert flow.proc is not None and flow.proc.poll() is None, flow.tail()
     assert actors.proc is not None and actors.proc.poll() is None, actors.tail()
-    print(f"failover {promoted - killed:.1f}s; run ended {finished - killed:.1f}s after the kill: {run.status}")
+    step_ends = [parse_iso(s.finished_at).timestamp() for s in run.steps if s.finished_at]
+    first_step = min(t for t in step_ends if t > killed) - killed
+    print(
+        f"failover {promoted - killed:.1f}s; first step completed {first_step:.1f}s after the kill; "
+        f"run ended {finished - killed:.1f}s after the kill: {run.status}"
+    )
 
 
 def test_a_beat_keeps_one_run_per_slot_across_a_failover(ha_stack: HaStack) -> None:
@@ -107,7 +112,9 @@ def test_a_beat_keeps_one_run_per_slot_across_a_failover(ha_stack: HaStack) -> N
     assert set(after) <= set(slots)
     for run in found:  # a run that skipped slots says how many (the catch-up rule: only the latest fires)
         assert int(run.trigger.details.get("missed_slots", 0) or 0) <= max(gaps) // period
-    print(f"slots around the kill: {[s.isoformat() for s in slots]}")
+    starts = [parse_iso(r.started_at).timestamp() for r in found if r.started_at]
+    first_fire = min(t for t in starts if t > killed) - killed
+    print(f"first beat fire {first_fire:.1f}s after the kill; slots around it: {[s.isoformat() for s in slots]}")
 
 
 def test_with_min_replicas_ack_no_acknowledged_run_or_snapshot_is_lost(ha_stack: HaStack) -> None:
