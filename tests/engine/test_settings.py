@@ -31,7 +31,7 @@ BAD_SETTINGS = [
     ),
     (
         {"RESOTO_REDIS_URL": "amqp://guest:hunter2@localhost:5672/"},
-        "RESOTO_REDIS_URL: amqp://guest:***@localhost:5672/: amqp:// and amqps:// are accepted for RESOTO_BROKER_URL only",
+        "RESOTO_REDIS_URL: amqp://guest:***@localhost:5672/: amqp:// and amqps:// are accepted for RESOTO_BROKER_URL",
     ),
     ({"RESOTO_BROKER_URL": "http://:hunter2@h/"}, "RESOTO_BROKER_URL: http://:***@h/ is not a broker URL"),
     ({"RESOTO_BROKER_QUORUM_QUEUES": "1"}, "RESOTO_BROKER_QUORUM_QUEUES: only for a RabbitMQ broker"),
