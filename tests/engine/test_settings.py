@@ -88,7 +88,7 @@ def test_sentinel_settings_map_every_role_to_its_library_and_mask_the_passwords(
         redis_url="redis://:hunter2@ignored:6379/3",
         redis_sentinels=["10.0.0.1:26379", "10.0.0.2:26380"],
         redis_sentinel_master="prod",
-        redis_sentinel_password="s3cret",  # type: ignore[arg-type]
+        redis_sentinel_password="s3cret",
     )
     config = make_config(settings)
     assert config["broker_url"] == "sentinel://:hunter2@10.0.0.1:26379/3;sentinel://:hunter2@10.0.0.2:26380/3"
