@@ -29,7 +29,7 @@ deps-run:
 	bash scripts/install-deps.sh redis-server
 
 deps-test:
-	bash scripts/install-deps.sh redis-server promtool
+	bash scripts/install-deps.sh redis-server promtool rabbitmqctl
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -61,3 +61,19 @@ class BuiltinWorkflowError(ResotoError):
     def __init__(self, name: str) -> None:
         super().__init__(f"{name!r} is a built-in workflow and cannot be removed or replaced")
         self.name = name
+
+
+class NotReplicated(ResotoError):
+    """A write the primary applied but fewer replicas than ``RESOTO_REDIS_MIN_REPLICAS_ACK`` confirmed in time.
+
+    It is on the primary, so it may well survive; it is not *acknowledged*: a failover now could lose it.
+    """
+
+    def __init__(self, what: str, acked: int, needed: int, timeout_s: float) -> None:
+        super().__init__(
+            f"{what}: written on the Redis primary, but {acked} of {needed} replicas confirmed it within "
+            f"{timeout_s:g}s (RESOTO_REDIS_MIN_REPLICAS_ACK); a failover now could lose it"
+        )
+        self.what = what
+        self.acked = acked
+        self.needed = needed

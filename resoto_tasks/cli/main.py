@@ -8,7 +8,7 @@ import typer
 
 from resoto_tasks import logs
 from resoto_tasks.cli import metrics_cmd, misc_cmd, resources_cmd, runs_cmd, schedule_cmd, up_cmd, workflows_cmd
-from resoto_tasks.cli.common import EXIT_USAGE, print_errors
+from resoto_tasks.cli.common import EXIT_USAGE, announce_failover_waits, print_errors
 from resoto_tasks.errors import ConfigurationError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command("up")(up_cmd.up)
 def main() -> None:
     try:
         logs.configure_cli()
+        announce_failover_waits()
         app()
     except ConfigurationError as exc:  # read first by configure_cli, before any command runs
         print_errors(exc.problems)

@@ -30,6 +30,7 @@ from typing import Any, Final
 import redis
 from redis.connection import AbstractConnection
 
+from resoto_tasks import replication
 from resoto_tasks.store import keys
 from resoto_tasks.store.errors import SnapshotClosed, StagingLost, WrongAccount
 from resoto_tasks.store.expiry import EXPIRATION_TAGS, EXPIRES_TAG, expiry_status
@@ -248,16 +249,22 @@ class SnapshotWriter:
         meta_pairs: list[str] = []
         for name, value in snapshot_fields(snapshot, self._started_at).items():
             meta_pairs += [name, value]
-        outcome = self._scripts.commit(
-            keys=[*self._live, *self._stage, keys.meta(self.provider, self.account), keys.accounts()],
-            args=[
-                str(_ms(self._started_at)),
-                keys.account_member(self.provider, self.account),
-                str(self._written),
-                *meta_pairs,
-            ],
-            client=self._r,
-        )
+        commit_keys = [*self._live, *self._stage, keys.meta(self.provider, self.account), keys.accounts()]
+        commit_args = [
+            str(_ms(self._started_at)),
+            keys.account_member(self.provider, self.account),
+            str(self._written),
+            *meta_pairs,
+        ]
+        if replication.required():  # the swap is acknowledged once replicas have it (WAIT)
+            what = f"snapshot of {self.provider}/{self.account}"
+            (outcome,) = replication.durably(
+                self._r, what, lambda pipe: self._scripts.commit(keys=commit_keys, args=commit_args, client=pipe)
+            )
+            if isinstance(outcome, Exception):
+                raise outcome
+        else:
+            outcome = self._scripts.commit(keys=commit_keys, args=commit_args, client=self._r)
         self._state = "committed"
         self._release()
         if outcome == -1:

@@ -22,6 +22,24 @@ BAD_SETTINGS = [
         "collect_and_cleanup: 'bad cron' is neither a 5-field cron expression nor an interval",
     ),
     (
+        {"RESOTO_REDIS_SENTINELS": "127.0.0.1:26379,nohost", "RESOTO_REDIS_SENTINEL_MASTER": "m"},
+        "RESOTO_REDIS_SENTINELS: 'nohost' is not host:port",
+    ),
+    (
+        {"RESOTO_REDIS_SENTINELS": "127.0.0.1:26379"},
+        "RESOTO_REDIS_SENTINEL_MASTER: required with RESOTO_REDIS_SENTINELS",
+    ),
+    (
+        {"RESOTO_REDIS_URL": "amqp://guest:hunter2@localhost:5672/"},
+        "RESOTO_REDIS_URL: amqp://guest:***@localhost:5672/: amqp:// and amqps:// are accepted for RESOTO_BROKER_URL",
+    ),
+    ({"RESOTO_BROKER_URL": "http://:hunter2@h/"}, "RESOTO_BROKER_URL: http://:***@h/ is not a broker URL"),
+    ({"RESOTO_BROKER_QUORUM_QUEUES": "1"}, "RESOTO_BROKER_QUORUM_QUEUES: only for a RabbitMQ broker"),
+    (
+        {"RESOTO_REDIS_MIN_REPLICAS_ACK": "-1"},
+        "RESOTO_REDIS_MIN_REPLICAS_ACK: Input should be greater than or equal to 0",
+    ),
+    (
         {"RESOTO_SCHEDULE_OVERRIDES": '{"nightly": "1h"}'},
         "RESOTO_SCHEDULE_OVERRIDES: 'nightly' is not a built-in workflow",
     ),
@@ -59,3 +77,44 @@ def test_redis_urls_that_redis_py_accepts_pass() -> None:
 
 def test_a_bad_port_still_has_its_password_masked() -> None:
     assert mask_url("redis://:pw@h:99999/0") == "redis://:***@h:99999/0"
+
+
+def test_sentinel_settings_map_every_role_to_its_library_and_mask_the_passwords() -> None:
+    from resoto_tasks.celery_app import make_config
+    from resoto_tasks.sentinel import SentinelTarget
+    from resoto_tasks.settings import Settings
+
+    settings = Settings(
+        redis_url="redis://:hunter2@ignored:6379/3",
+        redis_sentinels=["10.0.0.1:26379", "10.0.0.2:26380"],
+        redis_sentinel_master="prod",
+        redis_sentinel_password="s3cret",
+    )
+    config = make_config(settings)
+    assert config["broker_url"] == "sentinel://:hunter2@10.0.0.1:26379/3;sentinel://:hunter2@10.0.0.2:26380/3"
+    assert config["broker_transport_options"]["master_name"] == "prod"
+    assert config["broker_transport_options"]["sentinel_kwargs"]["password"] == "s3cret"
+    assert config["result_backend"].startswith("resoto_tasks.result_backend:SentinelResultBackend+sentinel://")
+    assert config["result_backend_transport_options"]["master_name"] == "prod"
+    assert config["redbeat_redis_url"].startswith("redis-sentinel://")
+    options = config["redbeat_redis_options"]
+    assert options["service_name"] == "prod" and options["db"] == 3 and options["password"] == "hunter2"
+    assert options["sentinels"] == [["10.0.0.1", 26379], ["10.0.0.2", 26380]]
+    assert config["task_publish_retry_policy"]["max_retries"] >= settings.redis_failover_wait_s
+    target = SentinelTarget.of(settings)
+    assert target is not None
+    assert "hunter2" not in target.where() and "s3cret" not in target.where()
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_rabbitmq_broker_gets_durable_queues_and_publisher_confirms() -> None:
+    from resoto_tasks.celery_app import make_config
+    from resoto_tasks.routing import QUEUES
+    from resoto_tasks.settings import Settings
+
+    config = make_config(Settings(broker_url="amqps://u:pw@mq:5671/prod", broker_quorum_queues=True))
+    assert config["broker_url"] == "amqps://u:pw@mq:5671/prod"
+    assert config["broker_transport_options"] == {"confirm_publish": True}
+    assert [q.name for q in config["task_queues"]] == list(QUEUES)
+    assert all(q.durable and q.queue_arguments == {"x-queue-type": "quorum"} for q in config["task_queues"])
+    assert config["result_backend"].startswith("resoto_tasks.result_backend:ResultBackend+redis://")

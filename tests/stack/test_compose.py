@@ -401,3 +401,49 @@ def test_what_the_dockerfile_copies_builds_a_wheel_declaring_every_dependency(tm
     for module in modules:
         stem = module.replace(".", "/")
         assert f"{stem}.py" in names or f"{stem}/__init__.py" in names, f"{module} is not in the image"
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy/docker-compose.sentinel.yml: the same stack on Redis Sentinel
+# ---------------------------------------------------------------------------------------------
+
+SENTINEL_COMPOSE = ROOT / "deploy" / "docker-compose.sentinel.yml"
+
+
+def sentinel_compose() -> dict[str, Any]:
+    raw = yaml.safe_load(SENTINEL_COMPOSE.read_text())
+    assert isinstance(raw, dict)
+    return interpolate(raw, AUTH_ENV)  # type: ignore[no-any-return]
+
+
+def test_the_sentinel_compose_has_a_primary_a_replica_three_sentinels_and_every_service() -> None:
+    services = sentinel_compose()["services"]
+    assert set(services) == PROJECT_SERVICES | {"redis", "redis-replica", "prometheus"} | {
+        f"sentinel-{i}" for i in (1, 2, 3)
+    }
+    replica = command_of(services["redis-replica"])
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    for i in (1, 2, 3):
+        argv = command_of(services[f"sentinel-{i}"])
+        assert argv[:2] == ["sh", "-c"] and "sentinel monitor resoto redis 6379 2" in argv[2]
+        assert argv[2].rstrip().endswith("redis-server /tmp/sentinel.conf --sentinel")
+    for name in PROJECT_SERVICES:
+        env = services[name]["environment"]
+        assert env["RESOTO_REDIS_SENTINELS"] == "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+        assert env["RESOTO_REDIS_SENTINEL_MASTER"] == "resoto"
+        check_real_command(command_of(services[name]))
+
+
+def test_the_sentinel_compose_settings_are_valid_and_every_queue_has_a_worker() -> None:
+    from resoto_tasks.settings import Settings
+
+    services = sentinel_compose()["services"]
+    env = services["worker-workflow"]["environment"]
+    settings = Settings(**{k.removeprefix("RESOTO_").lower(): v for k, v in env.items() if v != ""})
+    assert settings.redis_sentinel_master == "resoto" and settings.redis_min_replicas_ack == 1
+    consumed: set[str] = set()
+    for service in services.values():
+        argv = command_of(service) if "command" in service else []
+        if argv[:4] == ["celery", "-A", "resoto_tasks", "worker"]:
+            consumed.update(argv[argv.index("-Q") + 1].split(","))
+    assert set(QUEUES) <= consumed, f"no worker for {set(QUEUES) - consumed}"

@@ -38,11 +38,15 @@ def redis_binary() -> str:
 class RedisServer:
     """One redis-server process; ``restart`` keeps the port and (with AOF) the data."""
 
-    def __init__(self, *, appendonly: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self, *, appendonly: bool = False, password: str | None = None, extra_args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="resoto-redis-"))
         self.appendonly = appendonly
         self.password = password
+        self.extra_args = list(extra_args or [])
+        """Added to the command line on every start (a replica's ``--replicaof``, for instance)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,7 +79,8 @@ class RedisServer:
             str(self.dir / "redis.log"),
         ]
         if self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
