@@ -28,7 +28,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, isolated_stack
 from tests.support.workers import WorkerProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("aws")]
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "aws-iam-policy.json"
 
 

@@ -12,6 +12,8 @@ from tests.aws.support import MotoServer
 from tests.support.redis_server import RedisServer
 from tests.support.stack import isolated_stack
 
+pytestmark = pytest.mark.xdist_group("aws")
+
 ACCOUNT = "444444444444"
 REGION = "us-east-1"
 

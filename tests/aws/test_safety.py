@@ -27,7 +27,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, isolated_stack
 from tests.support.workers import WorkerProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("aws")]
 REGION = ("us-east-1",)
 
 

@@ -139,7 +139,8 @@ def test_a_subscriber_running_while_the_store_redis_restarts_still_answers_done(
     flow = stack.worker(WORKFLOW, wait=False)
     actors = stack.worker(QUEUE, wait=False)
     stack.workers_ready(flow, actors)
-    two_step_workflow(stack, 8)
+    gate = "test:gate:store_restart"
+    two_step_workflow(stack, 8, gate)
     running = stack.start("two_steps")
     wait_until(lambda: stack.run(running).steps[1].status == StepStatus.running, 15, "step first dispatched")
     time.sleep(0.5)
@@ -147,6 +148,7 @@ def test_a_subscriber_running_while_the_store_redis_restarts_still_answers_done(
     stack.server.kill()  # the store and run state only: the broker stays up
     time.sleep(1.5)
     stack.server.start()
+    stack.r.set(gate, "open")  # the subscriber, polling its gate through the outage, finishes now
 
     run = stack.wait_finished(running, 30)
     assert run.steps[1].outcomes["slow"].status == "done", run.steps[1].outcomes["slow"]
