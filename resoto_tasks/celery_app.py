@@ -77,6 +77,8 @@ def _broker_config(settings: Settings, sentinel: SentinelTarget | None) -> dict[
             "task_queues": [Queue(q, routing_key=q, durable=True, queue_arguments=arguments) for q in QUEUES],
             # Quorum queues refuse the global QoS Celery uses for prefetch; Celery detects them.
             "worker_detect_quorum_queues": True,
+            # Queues declared on demand (a hook's queue of its own) get the same type as the four.
+            "task_create_missing_queue_type": "quorum" if settings.broker_quorum_queues else "classic",
         }
     transport = _redis_transport(settings)
     url, kind = settings.broker, TRANSPORT

@@ -117,4 +117,5 @@ def test_a_rabbitmq_broker_gets_durable_queues_and_publisher_confirms() -> None:
     assert config["broker_transport_options"] == {"confirm_publish": True}
     assert [q.name for q in config["task_queues"]] == list(QUEUES)
     assert all(q.durable and q.queue_arguments == {"x-queue-type": "quorum"} for q in config["task_queues"])
+    assert config["task_create_missing_queue_type"] == "quorum"  # a hook's own queue too
     assert config["result_backend"].startswith("resoto_tasks.result_backend:ResultBackend+redis://")
