@@ -109,7 +109,7 @@ class Worker:
 
     def _wait_ready(self, timeout_s: float) -> None:
         """Ready once its resoto heartbeat key exists and Celery logged ``ready``."""
-        r = redis.Redis.from_url(os.environ["RESOTO_REDIS_URL"], decode_responses=True)
+        r = redis.Redis.from_url({**os.environ, **self.env}["RESOTO_REDIS_URL"], decode_responses=True)
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
@@ -133,6 +133,65 @@ class Worker:
         """Warm shutdown (SIGTERM to the group); SIGKILL if it does not end in time."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@dataclass
+class Beat:
+    """``celery -A resoto_tasks beat`` (resoto's redbeat scheduler) as a subprocess in its own group."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    name: str = field(default_factory=lambda: f"beat{uuid.uuid4().hex[:6]}")
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return RESULTS / "logs" / f"{self.name}.log"
+
+    def start(self) -> Beat:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        schedule = RESULTS / "logs" / f"{self.name}-schedule"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "resoto_tasks", "beat", "-l", "info", "-s", str(schedule)],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"beat exited with {self.proc.returncode}: {self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"beat did not log {text!r} in {timeout_s}s: {self.log()[-3000:]}")
+            time.sleep(0.1)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10) -> None:
+        if not self.alive:
+            return
+        assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout_s)

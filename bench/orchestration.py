@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import chain, chord, group
+from celery import Celery, chain, chord, group
 
 from bench import profiling
 from bench.framework import Context, Record, benchmark, median, percentile
@@ -190,9 +190,10 @@ class RunWaiter:
         self.r.close()
 
 
-def plain_canvas(layout: Layout) -> Any:
-    """The baseline: a plain chain of explicit chords, one per action with subscribers."""
-    app = runtime.app()
+def plain_canvas(layout: Layout, app: Celery | None = None) -> Any:
+    """The baseline: a plain chain of explicit chords, one per action with subscribers, sent
+    through ``app`` (this process's app by default; the brokers benchmark passes a RabbitMQ one)."""
+    app = app or runtime.app()
     chords = [
         chord(
             group([app.signature(PLAIN_NOOP_TASK, queue=bench_queue(a), immutable=True) for _ in range(n)], app=app),
@@ -210,11 +211,13 @@ class Sides:
     """One timed workflow of each side, and its check.
 
     ``probe`` (a context manager) wraps only the call that starts the work (``Engine.start``,
-    ``apply_async``), never the waiting; ``start_ms`` collects how long that call took.
+    ``apply_async``), never the waiting; ``start_ms`` collects how long that call took. ``app``
+    sends everything (this process's app by default; give ``engine`` over the same app).
     """
 
     waiter: RunWaiter
     layout: Layout
+    app: Celery = field(default_factory=runtime.app)
     engine: Engine = field(default_factory=runtime.engine)
     via: str = "beat"
     probe: AbstractContextManager[Any] = field(default_factory=nullcontext)
@@ -230,7 +233,7 @@ class Sides:
         t0 = time.perf_counter()
         with self.probe:
             if self.via == "beat":
-                runtime.app().send_task(START_TASK, args=(name,), kwargs={"run_id": run_id}, queue=WORKFLOW)
+                self.app.send_task(START_TASK, args=(name,), kwargs={"run_id": run_id}, queue=WORKFLOW)
             else:
                 started = self.engine.start(name, run_id=run_id)
                 if started.status != StartStatus.started:
@@ -243,7 +246,7 @@ class Sides:
     def plain(self) -> float:
         t0 = time.perf_counter()
         with self.probe:
-            result = plain_canvas(self.layout).apply_async()
+            result = plain_canvas(self.layout, self.app).apply_async()
         self.start_ms["plain"].append((time.perf_counter() - t0) * 1000)
         result.get(timeout=RUN_TIMEOUT_S, follow_parents=False)
         return (time.perf_counter() - t0) * 1000
@@ -293,7 +296,7 @@ def burst(sides: Sides, ctx: Context, workflow: str) -> tuple[float, float]:
         sides._check(run_id)
 
     t0 = time.perf_counter()
-    results = [plain_canvas(sides.layout).apply_async() for _ in range(n)]
+    results = [plain_canvas(sides.layout, sides.app).apply_async() for _ in range(n)]
     for result in results:
         result.get(timeout=RUN_TIMEOUT_S * 2, follow_parents=False)
     plain_wps = n / (time.perf_counter() - t0)

@@ -1,6 +1,7 @@
 """Tasks the benchmark workers run, loaded through ``RESOTO_HOOK_MODULES=bench.tasks``.
 
 * ``bench.noop``: a resoto-tasks action task that does nothing (subscriptions point at it);
+* ``bench.sleep``: one that sleeps ``sleep_s`` (the failover benchmark's slow subscriber);
 * ``bench.plain_noop`` and ``bench.plain_step_done``: plain Celery no-op tasks (shared tasks,
   like resoto's own: defining them builds no app), the header and body of the baseline's chords.
 
@@ -17,6 +18,7 @@ import atexit
 import json
 import os
 import sys
+import time
 from collections import Counter
 from types import FrameType
 from typing import Any
@@ -26,6 +28,7 @@ from celery import current_task, shared_task
 from resoto_tasks.subscribers import ActionContext, action_task
 
 NOOP_TASK = "bench.noop"
+SLEEP_TASK = "bench.sleep"
 PLAIN_NOOP_TASK = "bench.plain_noop"
 PLAIN_STEP_DONE_TASK = "bench.plain_step_done"
 
@@ -33,6 +36,13 @@ PLAIN_STEP_DONE_TASK = "bench.plain_step_done"
 @action_task(NOOP_TASK, queue="workflow")
 def noop(ctx: ActionContext) -> None:
     """A subscriber that answers at once: what is left is the orchestration."""
+
+
+@action_task(SLEEP_TASK, queue="workflow")
+def sleep(ctx: ActionContext) -> None:
+    """A subscriber that works ``sleep_s`` seconds (its subscription's kwargs): the failover
+    benchmark's slow collect, so the primary dies while a step is in flight."""
+    time.sleep(float(ctx.kwargs.get("sleep_s", 0)))
 
 
 @shared_task(name=PLAIN_NOOP_TASK)

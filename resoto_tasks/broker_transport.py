@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
@@ -67,3 +68,17 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
 
 class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
     Channel = SentinelChannel
+
+
+def cover_failover_urls() -> None:
+    """Make the ``sentinel`` scheme name our transport too.
+
+    kombu moves to the next URL of a failover list (``sentinel://a;sentinel://b;...``) with the
+    transport that URL's scheme names, not the configured ``broker_transport``: after the first
+    switch a worker ran on kombu's own ``SentinelTransport``, without the QoS above, and the next
+    failover ended it with the ``hostname`` error (seen by ``python -m bench failover`` on the
+    third failover in a row). Ours is kombu's with the QoS swapped, so it serves every
+    ``sentinel://`` broker URL of this process; the result backend does not resolve through
+    kombu's transport aliases.
+    """
+    TRANSPORT_ALIASES["sentinel"] = SENTINEL_TRANSPORT

@@ -16,7 +16,7 @@ from celery import Celery
 from kombu import Queue
 
 from resoto_tasks import logs  # noqa: F401 - connects the log format to Celery's logging signals
-from resoto_tasks.broker_transport import SENTINEL_TRANSPORT, TRANSPORT
+from resoto_tasks.broker_transport import SENTINEL_TRANSPORT, TRANSPORT, cover_failover_urls
 from resoto_tasks.failover import publish_retry_policy
 from resoto_tasks.result_backend import backend_url
 from resoto_tasks.routing import QUEUES, WORKFLOW
@@ -77,12 +77,15 @@ def _broker_config(settings: Settings, sentinel: SentinelTarget | None) -> dict[
             "task_queues": [Queue(q, routing_key=q, durable=True, queue_arguments=arguments) for q in QUEUES],
             # Quorum queues refuse the global QoS Celery uses for prefetch; Celery detects them.
             "worker_detect_quorum_queues": True,
+            # Queues declared on demand (a hook's queue of its own) get the same type as the four.
+            "task_create_missing_queue_type": "quorum" if settings.broker_quorum_queues else "classic",
         }
     transport = _redis_transport(settings)
     url, kind = settings.broker, TRANSPORT
     if sentinel is not None and settings.uses_sentinel(settings.broker_url):
         url, kind = sentinel.kombu_url(), SENTINEL_TRANSPORT
         transport.update(sentinel.transport_options())
+        cover_failover_urls()  # kombu's switch to the next sentinel URL keeps our transport
     return {
         "broker_url": url,
         # kombu's Redis transports with a worker that survives a dropped connection (see the module)

@@ -107,6 +107,23 @@ def test_sentinel_settings_map_every_role_to_its_library_and_mask_the_passwords(
     assert "s3cret" not in repr(settings)
 
 
+def test_a_worker_that_moves_to_the_next_sentinel_url_keeps_the_guarded_transport() -> None:
+    """kombu switches to the next URL of the failover list with the transport its scheme names;
+    with kombu's own, the next failover ended the worker (the ``hostname`` error)."""
+    from kombu import Connection
+
+    from resoto_tasks.broker_transport import SentinelTransport
+    from resoto_tasks.celery_app import make_config
+    from resoto_tasks.settings import Settings
+
+    settings = Settings(redis_sentinels=["127.0.0.1:1", "127.0.0.1:2"], redis_sentinel_master="prod")
+    config = make_config(settings)
+    conn = Connection(config["broker_url"], transport=config["broker_transport"])
+    assert isinstance(conn.transport, SentinelTransport)
+    conn.switch(conn.alt[1])
+    assert isinstance(conn.transport, SentinelTransport)
+
+
 def test_a_rabbitmq_broker_gets_durable_queues_and_publisher_confirms() -> None:
     from resoto_tasks.celery_app import make_config
     from resoto_tasks.routing import QUEUES
@@ -117,4 +134,5 @@ def test_a_rabbitmq_broker_gets_durable_queues_and_publisher_confirms() -> None:
     assert config["broker_transport_options"] == {"confirm_publish": True}
     assert [q.name for q in config["task_queues"]] == list(QUEUES)
     assert all(q.durable and q.queue_arguments == {"x-queue-type": "quorum"} for q in config["task_queues"])
+    assert config["task_create_missing_queue_type"] == "quorum"  # a hook's own queue too
     assert config["result_backend"].startswith("resoto_tasks.result_backend:ResultBackend+redis://")
