@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from tests.support.redis_server import RedisServer
 from tests.support.web import ARTIFACTS, CHROMIUM, WebServer
@@ -20,7 +20,10 @@ from tests.support.workers import WorkerProcess
 
 TOKEN = f"test-{secrets.token_hex(8)}"
 POLL_MS = 250
-"""The pages ask for fresh rows this often (the default is 2 s); waits below are 60x that or more."""
+"""The pages ask for fresh rows this often (the default is 2 s); waits below are 100x that or more."""
+WAIT_MS = 30_000
+"""Playwright's bound on every wait and ``expect`` (they return as soon as the condition holds)."""
+expect.set_options(timeout=WAIT_MS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -61,7 +64,7 @@ def logged_in(browser: Browser, web: WebServer) -> Iterator[BrowserContext]:
     """A browser context that logged in once through the login form."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(base_url=web.url, viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.goto("/runs")
     page.fill("input[name=token]", TOKEN)
