@@ -74,6 +74,8 @@ class Guard(BaseHTTPMiddleware):
             if request.state.auth is None and not is_open_path(path):
                 response = self._refuse(request, settings)
             else:
+                if request.method == "GET" and not path.startswith(("/api/", "/static/")):
+                    csrf_token(request)  # every page hands its browser the token its forms will send
                 response = await call_next(request)
         new_csrf = getattr(request.state, "csrf", None)
         if new_csrf and new_csrf != request.cookies.get(CSRF_COOKIE):

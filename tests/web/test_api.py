@@ -150,9 +150,11 @@ def test_workflows_are_added_from_yaml_or_json_checked_and_removed(api: httpx.Cl
     problems = {(p["field"], p["path"]) for p in bad.json()["problems"]}
     assert ("oops", "request") in problems
     assert ("steps[0:x].timeout", "request") in problems  # as `workflows validate` names it
-    assert api.post("/api/v1/workflows", content="name: [", headers={"Content-Type": "application/yaml"}).json()[
-        "error"
-    ].startswith("request: line")
+    assert (
+        api.post("/api/v1/workflows", content="name: [", headers={"Content-Type": "application/yaml"})
+        .json()["error"]
+        .startswith("request: line")
+    )
     assert api.delete(f"/api/v1/workflows/{name}").status_code == 204
     assert api.get(f"/api/v1/workflows/{name}").status_code == 404
     assert api.delete(f"/api/v1/workflows/{name}").status_code == 404
