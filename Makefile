@@ -22,7 +22,7 @@ demo-aws: $(STAMP) deps-run
 
 ## make test: set up, lint, check import contracts, type-check, then run the tests against a private redis-server
 test: $(STAMP) deps-test lint typecheck
-	$(BIN)/pytest -q -n 3 --dist loadgroup
+	$(BIN)/pytest -q -n 3
 
 ## the system tools each command needs, from Debian's packages where missing (see the script's header)
 deps-run:

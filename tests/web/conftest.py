@@ -1,8 +1,9 @@
 """One ``resoto-tasks web`` (real uvicorn, with a token) and one browser per test process.
 
-Both are session fixtures, and every test of this package is in the xdist group ``web`` (see
-``pytest_collection_modifyitems``), so ``make test`` (``--dist loadgroup``) starts them once, in
-one process, beside the session worker the tests share.
+Both are session fixtures beside the session worker the tests share: each xdist process that
+runs web tests starts them once. (Grouping the package on one process with ``--dist loadgroup``
+does not work with pytest 9.2 and pytest-xdist 3.8: xdist marks a group by rewriting
+``item._nodeid``, which pytest 9.2 no longer reads.)
 """
 
 from __future__ import annotations
@@ -24,12 +25,6 @@ POLL_MS = 250
 WAIT_MS = 30_000
 """Playwright's bound on every wait and ``expect`` (they return as soon as the condition holds)."""
 expect.set_options(timeout=WAIT_MS)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid.startswith("tests/web/"):
-            item.add_marker(pytest.mark.xdist_group("web"))
 
 
 @pytest.fixture(scope="session")
