@@ -8,16 +8,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The project with its own dependencies, as pyproject.toml declares them, plus Flower and boto3
-# (the aws provider: RESOTO_COLLECT_PROVIDERS=aws with the usual AWS_* credentials or an instance role).
+# The project with its own dependencies, as pyproject.toml declares them, plus Flower, boto3
+# (the aws provider: RESOTO_COLLECT_PROVIDERS=aws with the usual AWS_* credentials or an instance role)
+# and the web console (resoto-tasks web).
 COPY pyproject.toml README.md ./
 COPY resoto_tasks/ resoto_tasks/
 COPY worker/ worker/
 COPY beat/ beat/
-RUN pip install ".[flower,aws]" \
+RUN pip install ".[flower,aws,web]" \
  && rm -rf build *.egg-info \
  && useradd --system --uid 10001 --no-create-home --home-dir /app resoto
 
 USER resoto
-EXPOSE 9955 5555
+EXPOSE 9955 5555 8900
 CMD ["resoto-tasks", "--help"]

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,flower,lite,local,aws]'
+	$(BIN)/pip install --quiet -e '.[dev,flower,lite,local,aws,web]'
 	touch $(STAMP)
 
 ## make run: set up, then bring up the whole stack locally (Redis, a worker per queue, beat, Flower)
@@ -29,7 +29,7 @@ deps-run:
 	bash scripts/install-deps.sh redis-server
 
 deps-test:
-	bash scripts/install-deps.sh redis-server promtool rabbitmqctl
+	bash scripts/install-deps.sh redis-server promtool rabbitmqctl chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

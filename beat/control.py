@@ -7,10 +7,11 @@ sees the paused hash change (and re-checks it right before firing a slot).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from beat import pauses, slots
 from beat.entries import EntryStore, StoredEntry, trigger_text
@@ -31,14 +32,16 @@ class NoTimeTrigger(ResotoError):
         self.name = name
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleRow:
-    """One time trigger of one workflow, as ``schedule list`` shows it."""
+class ScheduleRow(BaseModel):
+    """One time trigger of one workflow: what ``schedule list --json`` prints and the HTTP API returns."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     workflow: str
     entry: str
     trigger: dict[str, Any]
-    trigger_text: str
+    trigger_text: str = Field(exclude=True)
+    """The trigger for the table (``cron 0 * * * *``); not part of the JSON."""
     builtin: bool
     scheduled: bool
     """The beat has created its entry (False until a beat syncs a new workflow)."""
@@ -51,19 +54,7 @@ class ScheduleRow:
     paused_at: str | None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "workflow": self.workflow,
-            "entry": self.entry,
-            "trigger": self.trigger,
-            "builtin": self.builtin,
-            "scheduled": self.scheduled,
-            "next_due": self.next_due,
-            "last_fired": self.last_fired,
-            "last_dropped": self.last_dropped,
-            "paused": self.paused,
-            "paused_note": self.paused_note,
-            "paused_at": self.paused_at,
-        }
+        return self.model_dump(mode="json")
 
 
 def _store() -> EntryStore:

@@ -13,9 +13,9 @@ import importlib
 import sys
 import time
 
-from bench import aws, brokers, cleanup, failover, framework, infra, ingest, metrics, orchestration, planning
+from bench import aws, brokers, cleanup, failover, framework, infra, ingest, metrics, orchestration, planning, web
 
-MODULES = [orchestration, brokers, failover, ingest, planning, metrics, cleanup, aws]
+MODULES = [orchestration, brokers, failover, ingest, planning, metrics, cleanup, aws, web]
 """One module per benchmark; each registers itself with :func:`bench.framework.benchmark`."""
 
 

@@ -186,16 +186,6 @@ class Workflow(Frozen):
     on_surpass: OnSurpass = OnSurpass.wait
     builtin: bool = False
 
-    def public(self) -> dict[str, Any]:
-        """The JSON shape ``workflows show --json`` prints."""
-        return {
-            "name": self.name,
-            "builtin": self.builtin,
-            "on_surpass": self.on_surpass.value,
-            "triggers": [t.model_dump(mode="json") for t in self.triggers],
-            "steps": [s.model_dump(mode="json") for s in self.steps],
-        }
-
 
 # ---------------------------------------------------------------------------------------------
 # Run records

@@ -34,7 +34,7 @@ import redis
 
 from resoto_tasks import keys, live_cache, replication, stats, subscribers
 from resoto_tasks.errors import UnknownRun
-from resoto_tasks.models import Progress, Run, Subscription
+from resoto_tasks.models import Progress, Run, RunStatus, Subscription
 from resoto_tasks.redis_conn import client
 from resoto_tasks.settings import get_settings
 from resoto_tasks.timeutil import iso, now_ms, utcnow
@@ -316,32 +316,115 @@ def progress_of(run_id: str) -> dict[tuple[int, str], Progress]:
     return found
 
 
-def list_runs(workflow: str | None = None, limit: int = 20, errors_only: bool = False) -> list[Run]:
-    """Newest first; ``errors_only`` keeps runs with a failed or timed-out step (``has_errors``)."""
+MAX_SCANNED = 2_000
+"""Records one page may read while it filters (status, errors): a filter that matches nothing
+costs this many reads, not the history; the page then ends early with a cursor to go on from."""
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs a listing wants, newest first. Times are creation times in ms; ``cursor`` is
+    the ``next_cursor`` of the page before (``{created ms}:{run id}``)."""
+
+    workflow: str | None = None
+    status: RunStatus | None = None
+    errors_only: bool = False
+    since_ms: int | None = None
+    until_ms: int | None = None
+    limit: int = 20
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[Run]
+    next_cursor: str | None
+    """Where the next page starts; ``None`` when the history has no more runs for the query."""
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, str] | None:
+    """Raises: ValueError for a cursor this module did not make."""
+    if not cursor:
+        return None
+    at, sep, run_id = cursor.partition(":")
+    if not sep or not at.isdigit() or not run_id:
+        raise ValueError(f"not a cursor: {cursor!r}")
+    return int(at), run_id
+
+
+def page_runs(query: RunQuery) -> RunPage:
+    """One page of the run index (a sorted set by creation time), newest first.
+
+    Reads the index from the cursor down in batches and the records of each batch with one MGET,
+    so a page costs about ``limit`` records however long the history is; filters that the index
+    cannot answer (status, errors) read at most :data:`MAX_SCANNED` records per page.
+
+    Raises:
+        ValueError: a malformed cursor.
+    """
     r = client()
-    index_key = keys.runs_of_workflow(workflow) if workflow else keys.runs_index()
+    index_key = keys.runs_of_workflow(query.workflow) if query.workflow else keys.runs_index()
+    after = _parse_cursor(query.cursor)
+    high: int | str = query.until_ms if query.until_ms is not None else "+inf"
+    if after is not None:
+        high = after[0] if high == "+inf" else min(int(high), after[0])
+    low: int | str = query.since_ms if query.since_ms is not None else "-inf"
+    limit = max(1, query.limit)
+    batch = min(max(limit + 1, 50), 500)
     found: list[Run] = []
-    start = 0
-    batch = max(limit, 50)
-    while len(found) < limit:
-        ids = r.zrevrange(index_key, start, start + batch - 1)
-        if not ids:
-            break
-        start += batch
-        raws = r.mget([keys.run(i) for i in ids])
-        for run_id, raw in zip(ids, raws, strict=True):
-            if raw is None:
+    offset = 0
+    scanned = 0
+    last: tuple[int, str] | None = None
+    while True:
+        entries: list[tuple[str, float]] = r.zrevrangebyscore(
+            index_key, high, low, start=offset, num=batch, withscores=True
+        )
+        if not entries:
+            return RunPage(found, None)
+        offset += len(entries)
+        if after is not None:  # ties at the cursor's ms come in descending id order: skip those seen
+            entries = [(i, s) for i, s in entries if not (int(s) == after[0] and i >= after[1])]
+        raws = r.mget([keys.run(i) for i, _ in entries]) if entries else []
+        for (run_id, score), raw in zip(entries, raws, strict=True):
+            scanned += 1
+            last = (int(score), run_id)
+            run = _readable(run_id, raw)
+            if run is None or (query.errors_only and not run.has_errors):
                 continue
-            try:
-                run = Run.model_validate_json(raw)
-            except ValueError:  # a record this version cannot read must not hide the others
-                log.warning("run=%s record cannot be read; left out of the listing", run_id)
-                continue
-            if errors_only and not run.has_errors:
+            if query.status is not None and run.status != query.status:
                 continue
             found.append(run)
-            if len(found) >= limit:
+            if len(found) == limit:
+                return RunPage(found, f"{last[0]}:{last[1]}")
+            if scanned >= MAX_SCANNED:
                 break
+        if scanned >= MAX_SCANNED and last is not None:
+            return RunPage(found, f"{last[0]}:{last[1]}")
+
+
+def _readable(run_id: str, raw: str | None) -> Run | None:
+    if raw is None:
+        return None
+    try:
+        return Run.model_validate_json(raw)
+    except ValueError:  # a record this version cannot read must not hide the others
+        log.warning("run=%s record cannot be read; left out of the listing", run_id)
+        return None
+
+
+def list_runs(
+    workflow: str | None = None, limit: int = 20, errors_only: bool = False, status: RunStatus | None = None
+) -> list[Run]:
+    """Newest first; ``errors_only`` keeps runs with a failed or timed-out step (``has_errors``)."""
+    found: list[Run] = []
+    cursor: str | None = None
+    while len(found) < limit:
+        query = RunQuery(workflow, status, errors_only, limit=limit - len(found), cursor=cursor)
+        page = page_runs(query)
+        found.extend(page.runs)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
     return found
 
 

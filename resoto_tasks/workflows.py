@@ -250,20 +250,34 @@ def add(path: Path) -> WorkflowDefinition:
     """Store the workflow in ``path`` in Redis (replacing a runtime one of the same name).
 
     Raises:
-        WorkflowFileErrors: the file is invalid.
-        WorkflowFileErrors: also when it would replace a built-in workflow (naming the file and field).
+        WorkflowFileErrors: the file cannot be read or is invalid, or it would replace a built-in
+            workflow or one of ``RESOTO_WORKFLOWS_DIR`` (naming the file and field).
     """
-    definition = load_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkflowFileErrors([WorkflowFileError(path, "(file)", f"cannot be read: {exc}")]) from None
+    return add_text(text, str(path))
+
+
+def add_text(text: str, source: str) -> WorkflowDefinition:
+    """Store the workflow document ``text`` (YAML, or JSON, which YAML reads too) in Redis;
+    ``source`` names it in problems (a path, or ``request`` for the HTTP API).
+
+    Raises:
+        WorkflowFileErrors: as :func:`add`.
+    """
+    definition = parse_workflow_text(text, source)
     if definition.name in builtin_workflows():
         problem = f"{definition.name!r} is a built-in workflow and cannot be replaced; choose another name"
-        raise WorkflowFileErrors([WorkflowFileError(path, "name", problem)])
+        raise WorkflowFileErrors([WorkflowFileError(source, "name", problem)])
     file_names = {load_file(p).name for p in _dir_files(get_settings().workflows_dir)}
     if definition.name in file_names:
         raise WorkflowFileErrors(
-            [WorkflowFileError(path, "name", f"workflow {definition.name!r} is defined in RESOTO_WORKFLOWS_DIR")]
+            [WorkflowFileError(source, "name", f"workflow {definition.name!r} is defined in RESOTO_WORKFLOWS_DIR")]
         )
     pipe = client().pipeline(transaction=True)
-    pipe.hset(keys.workflows(), definition.name, path.read_text(encoding="utf-8"))
+    pipe.hset(keys.workflows(), definition.name, text)
     pipe.incr(keys.workflows_version())
     pipe.execute()
     return definition

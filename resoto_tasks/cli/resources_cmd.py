@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from resoto_tasks import views
 from resoto_tasks.cli.common import JsonOpt, console, handle_errors, print_json
 from resoto_tasks.store import ResourceStore
 
@@ -18,7 +19,7 @@ app = typer.Typer(help="Collected resources: counts and listings.", no_args_is_h
 @handle_errors
 def count(json_: JsonOpt = False) -> None:
     """Totals: all, by kind, by account, expired, marked, protected."""
-    counts = ResourceStore().counts()
+    counts = views.resource_counts()
     if json_:
         print_json(counts.model_dump(mode="json"))
         return

@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 
-from resoto_tasks import runs, runtime
+from resoto_tasks import runs, runtime, views
 from resoto_tasks.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_STARTED,
@@ -62,8 +62,8 @@ def exit_code(run: Run | None) -> int:
 
 
 def run_document(run: Run) -> dict[str, object]:
-    """The JSON of ``runs show --json``: the record (live answers merged) and its cleanup ledger."""
-    return {**run.model_dump(mode="json"), "ledger": ledger.summary(run.id)}
+    """The JSON of ``runs show --json`` (and of ``GET /api/v1/runs/{id}``): :class:`views.RunDocument`."""
+    return views.run_document(run).model_dump(mode="json")
 
 
 def warn_errors(run: Run) -> None:
@@ -125,10 +125,11 @@ def list_(
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     limit: Annotated[int, typer.Option(help="At most N runs, newest first.")] = 20,
     has_errors: Annotated[bool, typer.Option("--has-errors", help="Only runs with a failed step.")] = False,
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs in this status.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """List runs, newest first."""
-    found = runs.list_runs(workflow, limit, has_errors)
+    found = runs.list_runs(workflow, limit, has_errors, status)
     if json_:
         print_json([r.model_dump(mode="json") for r in found])
         return

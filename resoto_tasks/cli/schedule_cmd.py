@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from resoto_tasks import views
 from resoto_tasks.cli.common import (
     EXIT_USAGE,
     JsonOpt,
@@ -45,9 +46,7 @@ def _state(row: ScheduleRow) -> str:
 @handle_errors
 def list_(json_: JsonOpt = False) -> None:
     """Every time trigger: next due time, last fired slot, paused and why."""
-    from beat import control
-
-    rows = control.schedule_rows()
+    rows = views.schedules()
     if json_:
         print_json([row.as_json() for row in rows])
         return

@@ -4,10 +4,11 @@ Order of events, each printed as it happens:
 
 1. a Redis: ``RESOTO_REDIS_URL`` if it answers, else one started here (see
    :mod:`resoto_tasks.local_stack.redis_local`);
-2. a worker per queue, beat and Flower as child processes, logs in the run directory;
+2. a worker per queue, beat, Flower and the web console as child processes, logs in the run directory;
 3. once every worker is ready, the workflow (``collect_and_cleanup``) starts; its progress is
    shown live (a step timeline on a terminal, one line per step otherwise);
-4. a summary: what was collected, marked and deleted, and where metrics, Flower and logs are;
+4. a summary: what was collected, marked and deleted, and where metrics, Flower, the web console
+   and logs are;
 5. with ``--once``: stop everything and exit with the run's status; else keep running (beat
    fires the schedule) until Ctrl-C or SIGTERM, which stop every process this command started.
    While it runs, a worker, beat or Flower that exits on its own is restarted (with a backoff,
@@ -52,11 +53,13 @@ from resoto_tasks.local_stack.plan import (
     DEFAULT_CONCURRENCY,
     DEFAULT_FLOWER_PORT,
     DEFAULT_METRICS_PORT,
+    DEFAULT_WEB_PORT,
     ProcessSpec,
     Role,
     StackOptions,
     flower_installed,
     plan,
+    web_installed,
 )
 from resoto_tasks.local_stack.processes import require_psutil, stop_all
 from resoto_tasks.local_stack.redis_local import RedisSource, StackRedis
@@ -158,6 +161,10 @@ def up(
     ] = DEFAULT_METRICS_PORT,
     flower_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of Flower.")] = DEFAULT_FLOWER_PORT,
     flower: Annotated[bool, typer.Option("--flower/--no-flower", help="Start Flower (if installed).")] = True,
+    web_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the web console.")] = DEFAULT_WEB_PORT,
+    web: Annotated[
+        bool, typer.Option("--web/--no-web", help="Start the web console (if the web extra is installed).")
+    ] = True,
     beat: Annotated[bool, typer.Option("--beat/--no-beat", help="Start beat (the schedule).")] = True,
     restart: Annotated[
         bool,
@@ -175,7 +182,7 @@ def up(
     run_timeout: Annotated[float, typer.Option(help="Seconds to wait for the first run.")] = 1800.0,
     stop_timeout: Annotated[float, typer.Option(help="Seconds a process may take to stop before it is killed.")] = 15.0,
 ) -> None:
-    """Bring up the whole stack (Redis, a worker per queue, beat, Flower) and run a workflow at once.
+    """Bring up the whole stack (Redis, a worker per queue, beat, Flower, the web console) and run a workflow at once.
 
     Without --once it keeps running, with the schedule, until Ctrl-C; --once exits with the run's status.
 
@@ -187,6 +194,8 @@ def up(
         flower_port=flower_port,
         beat=beat and not once,
         flower=flower and not once,
+        web=web and not once,
+        web_port=web_port,
         cleanup_dry_run=cleanup_dry_run,
     )
     session = UpSession(options, Reporter(json_), workflow, once, restart=restart)
@@ -286,6 +295,7 @@ class UpSession:
         for label, port, wanted in (
             ("metrics", self.options.metrics_port, True),
             ("flower", self.options.flower_port, self.options.flower),
+            ("web", self.options.web_port, self.options.web),
         ):
             if wanted and not redis_local.port_free(port):
                 self.report.warn(f"port {port} ({label}) is already in use; pass --{label}-port to choose another")
@@ -373,6 +383,7 @@ class UpSession:
                 else "[yellow](not answering: no metrics worker serves it)[/]"
             ),
             "flower": self._flower_text(),
+            "web": self._web_text(),
             "logs": escape(str(self.paths.run_dir)),
             "redis": escape(f"{mask_url(self.redis.url)} ({self.redis.source.value} {self.redis.version})"),
         }
@@ -389,9 +400,22 @@ class UpSession:
             "[green](answering)[/]" if http_ok(f"{url}/healthcheck") else "[yellow](not answering: see its log)[/]"
         )
 
+    def _web_text(self) -> str:
+        if self.once:
+            return "not started with --once"
+        if not self.options.web:
+            return "disabled (--no-web)"
+        if not web_installed():
+            return "not installed: pip install 'resoto-tasks\\[web]'"
+        url = f"http://127.0.0.1:{self.options.web_port}"
+        return f"{url}  " + (
+            "[green](answering)[/]" if http_ok(f"{url}/health") else "[yellow](not answering: see its log)[/]"
+        )
+
     def _document(self, run: Run | None, found: summary.RunSummary | None = None) -> dict[str, Any]:
         assert self.stack is not None and self.paths is not None and self.redis is not None
         flower_url = next((s.url for s in self.stack.specs if s.role == Role.flower), None)
+        web_url = next((s.url for s in self.stack.specs if s.role == Role.web), None)
         return {
             "run_dir": str(self.paths.run_dir),
             "redis": {
@@ -412,7 +436,11 @@ class UpSession:
                 }
                 for s in self.stack.specs
             ],
-            "urls": {"metrics": f"http://127.0.0.1:{self.options.metrics_port}/metrics", "flower": flower_url},
+            "urls": {
+                "metrics": f"http://127.0.0.1:{self.options.metrics_port}/metrics",
+                "flower": flower_url,
+                "web": web_url,
+            },
             "summary": found.to_json() if found is not None else None,
             "run": run.model_dump(mode="json") if run is not None else None,
         }

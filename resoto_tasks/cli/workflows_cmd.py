@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from resoto_tasks import workflows
+from resoto_tasks import views, workflows
 from resoto_tasks.cli.common import EXIT_USAGE, JsonOpt, WorkflowArg, console, err_console, handle_errors, print_json
 from resoto_tasks.cli.render import workflows_table
 
@@ -19,11 +19,11 @@ app = typer.Typer(help="Workflow definitions: built-in, from files, added at run
 @handle_errors
 def list_(json_: JsonOpt = False) -> None:
     """List every workflow."""
-    found = workflows.catalogue.all()
+    found = views.workflows()
     if json_:
-        print_json([wf.public() for wf in sorted(found.values(), key=lambda w: w.name)])
+        print_json([wf.model_dump(mode="json") for wf in found])
         return
-    console.print(workflows_table(list(found.values())))
+    console.print(workflows_table(found))
     for problem in workflows.catalogue.problems():
         err_console.print(f"[yellow]warning:[/] ignored: {escape(str(problem))}")
 
@@ -34,7 +34,7 @@ def show(name: WorkflowArg, json_: JsonOpt = False) -> None:
     """Show one workflow with its steps in run order."""
     wf = workflows.catalogue.get(name)
     if json_:
-        print_json(wf.public())
+        print_json(wf.model_dump(mode="json"))
         return
     console.print(workflows_table([wf]))
     for i, step in enumerate(wf.steps):

@@ -1,4 +1,4 @@
-"""What the local stack consists of: one worker per queue, beat, Flower, each as an argv list.
+"""What the local stack consists of: one worker per queue, beat, Flower, the web console, each as an argv list.
 
 Pure: it decides commands, it starts nothing, so tests and ``--json`` can show the plan. The
 workers are exactly what production runs (``celery -A resoto_tasks worker -Q <queue> ...``), one
@@ -19,6 +19,7 @@ from resoto_tasks.routing import CLEANUP, METRICS, QUEUES
 
 DEFAULT_METRICS_PORT = 9955
 DEFAULT_FLOWER_PORT = 5555
+DEFAULT_WEB_PORT = 8900
 DEFAULT_CONCURRENCY = 2
 """Pool processes per worker: four workers on a laptop should not start one child per CPU each."""
 
@@ -27,6 +28,7 @@ class Role(StrEnum):
     worker = "worker"
     beat = "beat"
     flower = "flower"
+    web = "web"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class StackOptions:
     flower_port: int = DEFAULT_FLOWER_PORT
     beat: bool = True
     flower: bool = True
+    web: bool = True
+    web_port: int = DEFAULT_WEB_PORT
     cleanup_dry_run: bool = False
     loglevel: str = "INFO"
 
@@ -53,11 +57,16 @@ class ProcessSpec:
     hostname: str | None = None
     """Workers only: the ``-n`` node name; its bootstep writes ``keys.worker_alive(hostname)``."""
     url: str | None = None
-    """Flower only: where it serves."""
+    """Flower and the web console: where it serves."""
 
 
 def flower_installed() -> bool:
     return importlib.util.find_spec("flower") is not None
+
+
+def web_installed() -> bool:
+    """The ``web`` extra (FastAPI, uvicorn) is installed."""
+    return importlib.util.find_spec("fastapi") is not None and importlib.util.find_spec("uvicorn") is not None
 
 
 def celery(*args: str) -> tuple[str, ...]:
@@ -111,6 +120,24 @@ def plan(options: StackOptions, token: str, host: str, run_dir: Path) -> list[Pr
                 role=Role.flower,
                 argv=celery("flower", "--address=127.0.0.1", f"--port={options.flower_port}"),
                 url=f"http://127.0.0.1:{options.flower_port}",
+            )
+        )
+    if options.web and web_installed():
+        specs.append(
+            ProcessSpec(
+                name="web",
+                role=Role.web,
+                argv=(
+                    sys.executable,
+                    "-m",
+                    "resoto_tasks.cli.main",
+                    "web",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(options.web_port),
+                ),
+                url=f"http://127.0.0.1:{options.web_port}",
             )
         )
     return specs

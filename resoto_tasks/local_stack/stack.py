@@ -87,7 +87,7 @@ class LocalStack:
         """
         started = time.monotonic()
         deadline = started + timeout_s
-        waiting = {s.name: s for s in self.specs if s.role in (Role.worker, Role.flower)}
+        waiting = {s.name: s for s in self.specs if s.role in (Role.worker, Role.flower, Role.web)}
         workers_done_at: float | None = None
         while waiting:
             for spec in self.specs:
@@ -120,6 +120,8 @@ class LocalStack:
             return bool(client().exists(keys.worker_alive(spec.hostname)))
         if spec.role == Role.flower and spec.url:
             return http_ok(f"{spec.url}/healthcheck")
+        if spec.role == Role.web and spec.url:
+            return http_ok(f"{spec.url}/health")
         return True
 
     def exits(self) -> list[tuple[ProcessSpec, int | None]]:
@@ -186,7 +188,7 @@ class LocalStack:
         if self._stopped:
             return {}
         self._stopped = True
-        front = [p for n, p in self.processes.items() if self._role(n) in (Role.flower, Role.beat)]
+        front = [p for n, p in self.processes.items() if self._role(n) in (Role.flower, Role.web, Role.beat)]
         workers = [p for n, p in self.processes.items() if self._role(n) == Role.worker]
         how = stop_all(front, timeout_s=min(timeout_s, 5.0), force=lambda: self._force)
         how.update(stop_all(workers, timeout_s=timeout_s, force=lambda: self._force))

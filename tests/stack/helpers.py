@@ -42,6 +42,8 @@ def up_args(data_dir: Path, *extra: str) -> list[str]:
         str(free_port()),
         "--flower-port",
         str(free_port()),
+        "--web-port",
+        str(free_port()),
         "--stop-timeout",
         "10",
         *extra,

@@ -38,8 +38,8 @@ from tests.support.workers import ROOT, VENV_BIN
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-PROJECT_SERVICES = {"worker-collect", "worker-cleanup", "worker-metrics", "worker-workflow", "beat", "flower"}
-AUTH_ENV = {"FLOWER_BASIC_AUTH": "admin:secret"}
+PROJECT_SERVICES = {"worker-collect", "worker-cleanup", "worker-metrics", "worker-workflow", "beat", "flower", "web"}
+AUTH_ENV = {"FLOWER_BASIC_AUTH": "admin:secret", "RESOTO_WEB_TOKEN": "t0ken"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,6 +210,17 @@ def test_flower_does_not_start_without_basic_auth() -> None:
     assert flower["environment"]["RESOTO_REDIS_URL"] == "redis://redis:6379/0"  # merged, not replaced
     # Flower reads FLOWER_<OPTION> from its environment: the option must exist
     assert in_help("--basic-auth", celery_help("flower"))
+
+
+def test_the_web_console_does_not_start_without_its_token_and_publishes_8900() -> None:
+    with pytest.raises(MissingVariable, match="RESOTO_WEB_TOKEN"):
+        compose({"FLOWER_BASIC_AUTH": "admin:secret"})
+    web = compose()["services"]["web"]
+    assert web["environment"]["RESOTO_WEB_TOKEN"] == "t0ken"
+    assert web["environment"]["RESOTO_REDIS_URL"] == "redis://redis:6379/0"  # merged, not replaced
+    argv = command_of(web)
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert "8900:8900" in web["ports"]
 
 
 def test_the_metrics_worker_publishes_9955_and_prometheus_scrapes_it() -> None:

@@ -32,9 +32,17 @@ def test_cleanup_worker_plans_and_deletes_and_the_metrics_worker_serves_the_chos
     assert "--cleanup-dry-run" in dry["worker-cleanup"].argv
 
 
-def test_once_style_options_leave_out_beat_and_flower(tmp_path: Path) -> None:
-    specs = plan(StackOptions(beat=False, flower=False), token="t", host="h", run_dir=tmp_path)
+def test_once_style_options_leave_out_beat_flower_and_the_web_console(tmp_path: Path) -> None:
+    specs = plan(StackOptions(beat=False, flower=False, web=False), token="t", host="h", run_dir=tmp_path)
     assert {s.role for s in specs} == {Role.worker}
+
+
+def test_the_web_console_serves_loopback_on_the_chosen_port(tmp_path: Path) -> None:
+    (web,) = [
+        s for s in plan(StackOptions(web_port=18900), token="t", host="h", run_dir=tmp_path) if s.role == Role.web
+    ]
+    assert web.argv[-5:] == ("web", "--host", "127.0.0.1", "--port", "18900")
+    assert web.url == "http://127.0.0.1:18900"
 
 
 def test_every_planned_command_accepts_its_options(tmp_path: Path) -> None:

@@ -166,6 +166,7 @@ def test_ctrl_c_after_the_first_run_stops_every_process_it_started(
     text = out_path.read_text()
     assert "succeeded" in text
     assert "ready     flower" in text
+    assert "ready     web at http://127.0.0.1:" in text
     descendants = psutil.Process(proc.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in descendants)
     for part in (
