@@ -41,6 +41,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 PROJECT_SERVICES = {"worker-collect", "worker-cleanup", "worker-metrics", "worker-workflow", "beat", "flower", "web"}
 AUTH_ENV = {"FLOWER_BASIC_AUTH": "admin:secret", "RESOTO_WEB_TOKEN": "t0ken"}
 
+pytestmark = pytest.mark.xdist_group("compose")  # one process: each command line is checked once
+
 
 # ---------------------------------------------------------------------------------------------
 # Compose's variable interpolation (the subset the file uses, with compose's semantics)
@@ -127,7 +129,17 @@ def in_help(option: str, text: str) -> bool:
 
 
 def check_real_command(argv: list[str]) -> None:
-    """Fail unless ``argv`` is a real entry point of the image whose options all exist."""
+    """Fail unless ``argv`` is a real entry point of the image whose options all exist.
+
+    Checked once per command line and process: both compose files run the same commands (the
+    module's tests share one xdist process for it).
+    """
+    _check_command_line(tuple(argv))
+
+
+@functools.cache
+def _check_command_line(line: tuple[str, ...]) -> None:
+    argv = list(line)
     program = argv[0]
     if program == "celery":
         assert argv[1:3] == ["-A", "resoto_tasks"], argv
