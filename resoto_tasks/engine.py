@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from resoto_tasks import events, keys, transitions
 from resoto_tasks.errors import UnknownRun, UnknownWorkflow
 from resoto_tasks.models import (
+    OnSurpass,
     Outcome,
     OutcomeStatus,
     Progress,
@@ -60,7 +61,9 @@ class Store(Protocol):
 
     def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]: ...
 
-    def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]: ...
+    def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]: ...
+
+    def with_active_runs(self, state: Admission, guards: list[Guard]) -> tuple[Admission, list[Guard]]: ...
 
     def live(self, at_ms: int) -> dict[str, list[Subscription]]: ...
 
@@ -112,9 +115,11 @@ class Engine:
 
     # -- starting runs (producers) ----------------------------------------------------------------
 
-    def workflow(self, name: str) -> Workflow:
-        """Raises: UnknownWorkflow (listing the known ones)."""
-        known = self.workflows(None)
+    def workflow(self, name: str, version: str | None = None) -> Workflow:
+        """The definition of ``name`` (at the workflows ``version`` if the caller read it).
+
+        Raises: UnknownWorkflow (listing the known ones)."""
+        known = self.workflows(version)
         if name not in known:
             raise UnknownWorkflow(name, list(known))
         return known[name]
@@ -137,9 +142,8 @@ class Engine:
         Raises:
             UnknownWorkflow: no such workflow.
         """
-        workflow = self.workflow(name)
         trigger = trigger or TriggerInfo(kind=TriggerKind.manual)
-        result = self._admit(workflow, trigger, slot, dispatcher, run_id or self.new_run_id(), run_id is not None)
+        result = self._admit(name, trigger, slot, dispatcher, run_id or self.new_run_id(), run_id is not None)
         if result.status == StartStatus.duplicate and dispatcher is not None and result.run_id:
             self.advance(result.run_id, dispatcher)
         if result.status == StartStatus.started:
@@ -150,16 +154,21 @@ class Engine:
 
     def _admit(
         self,
-        workflow: Workflow,
+        name: str,
         trigger: TriggerInfo,
         slot: str | None,
         dispatcher: str | None,
         run_id: str,
         chosen_id: bool,
     ) -> StartResult:
+        """Read the admission state with the workflows version, decide with that version's
+        definition, apply under the guards; again on a conflict. Raises: UnknownWorkflow."""
         while True:
             now = self.clock()
-            state, guards = self.store.admission(workflow.name, slot, with_runs=workflow.on_surpass.value == "replace")
+            state, guards, version = self.store.admission(name, slot)
+            workflow = self.workflow(name, version)
+            if workflow.on_surpass == OnSurpass.replace_ and state.active:
+                state, guards = self.store.with_active_runs(state, guards)
             live = self.store.live(now) if dispatcher is not None else {}
             inputs = Inputs(now, live, dispatcher)
             result, decision = transitions.admit(workflow, trigger, state, run_id, now, slot, inputs)
@@ -256,7 +265,7 @@ class Engine:
     def promote(self, workflow: str) -> str | None:
         """Start the workflow's queued run if nothing of it runs; its id, or ``None``."""
         while True:
-            state, guards = self.store.admission(workflow, None, with_runs=False)
+            state, guards, _ = self.store.admission(workflow, None)
             if not state.queued:
                 return None
             queued = self.store.load(state.queued)

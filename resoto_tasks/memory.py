@@ -10,6 +10,7 @@ two stores cannot drift apart; :class:`MemoryTasks` records what the engine send
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import deque
@@ -62,7 +63,7 @@ class MemoryStore:
     def live(self, at_ms: int) -> dict[str, list[Subscription]]:
         return subscribers.by_action(list(self.subscriptions))
 
-    def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]:
+    def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]:
         active = tuple(sorted(self.sets.get(keys.workflow_active(workflow), set())))
         queued = self.strings.get(keys.workflow_queued(workflow))
         guards: list[Guard] = [
@@ -72,13 +73,18 @@ class MemoryStore:
         taken = self.strings.get(keys.slot(workflow, slot)) if slot else None
         if slot:
             guards.append(("value", keys.slot(workflow, slot), taken or ""))
+        version = self.strings.get(keys.workflows_version()) or "0"
+        return Admission(active=active, queued=queued, slot_taken=taken), guards, version
+
+    def with_active_runs(self, state: Admission, guards: list[Guard]) -> tuple[Admission, list[Guard]]:
         found: dict[str, Run] = {}
-        for run_id in active if with_runs else ():
+        more = list(guards)
+        for run_id in state.active:
             versioned = self.load(run_id)
             if versioned is not None:
                 found[run_id] = versioned.run
-                guards.append(("sha", keys.run(run_id), versioned.sha))
-        return Admission(active=active, queued=queued, slot_taken=taken, active_runs=found), guards
+                more.append(("sha", keys.run(run_id), versioned.sha))
+        return dataclasses.replace(state, active_runs=found), more
 
     def apply(self, decision: Decision, guards: Sequence[Guard], reads: Sequence[str] = ()) -> Applied:
         guarded = {key for _, key, _ in guards}

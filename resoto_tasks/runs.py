@@ -21,6 +21,7 @@ the supervisor.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -170,14 +171,17 @@ class RunStore:
             entries = cache.keep(version, at_ms, subscribers.parse_members(read))
         return raw, subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
 
-    def admission(self, workflow: str, slot: str | None, with_runs: bool) -> tuple[Admission, list[Guard]]:
-        """A workflow's admission state and the guards a start decided on it is applied under."""
+    def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]:
+        """A workflow's admission state, the guards a start decided on it is applied under, and
+        the workflows version (which definition of ``workflow`` the start decides with): ``SMEMBERS``
+        and one ``MGET``."""
+        strings = [keys.workflow_queued(workflow), keys.workflows_version()]
+        if slot:
+            strings.append(keys.slot(workflow, slot))
         pipe = self.r.pipeline(transaction=False)
         pipe.smembers(keys.workflow_active(workflow))
-        pipe.get(keys.workflow_queued(workflow))
-        if slot:
-            pipe.get(keys.slot(workflow, slot))
-        active_set, queued, *rest = pipe.execute()
+        pipe.mget(strings)
+        active_set, (queued, version, *rest) = pipe.execute()
         taken = rest[0] if rest else None
         active = tuple(sorted(active_set))
         guards: list[Guard] = [
@@ -186,15 +190,20 @@ class RunStore:
         ]
         if slot:
             guards.append(("value", keys.slot(workflow, slot), taken or ""))
+        state = Admission(active=active, queued=queued, slot_taken=taken if slot else None)
+        return state, guards, version or "0"
+
+    def with_active_runs(self, state: Admission, guards: list[Guard]) -> tuple[Admission, list[Guard]]:
+        """``state`` with the records of its active runs, guarded too (what ``replace`` decides on)."""
         runs: dict[str, Run] = {}
-        if with_runs and active:
-            for run_id, raw in zip(active, self.r.mget([keys.run(i) for i in active]), strict=True):
+        more = list(guards)
+        if state.active:
+            for run_id, raw in zip(state.active, self.r.mget([keys.run(i) for i in state.active]), strict=True):
                 found = _versioned(raw)
                 if found is not None:
                     runs[run_id] = found.run
-                    guards.append(("sha", keys.run(run_id), found.sha))
-        state = Admission(active=active, queued=queued, slot_taken=taken if slot else None, active_runs=runs)
-        return state, guards
+                    more.append(("sha", keys.run(run_id), found.sha))
+        return dataclasses.replace(state, active_runs=runs), more
 
     # -- the one write ---------------------------------------------------------------------------
 
