@@ -59,7 +59,9 @@ class Store(Protocol):
 
     def load(self, run_id: str) -> Versioned | None: ...
 
-    def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]: ...
+    def load_with_live(
+        self, run_id: str, at_ms: int
+    ) -> tuple[Versioned | None, dict[str, list[Subscription]], str]: ...
 
     def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]: ...
 
@@ -193,13 +195,13 @@ class Engine:
     def advance(self, run_id: str, dispatcher: str | None) -> None:
         """Dispatch the run's current step (passing steps nobody subscribes to), or end it."""
         while True:
-            found, live = self.store.load_with_live(run_id, self.clock())
+            found, live, version = self.store.load_with_live(run_id, self.clock())
             if found is None:
                 return
             decision = transitions.advance(found.run, Inputs(self.clock(), live, dispatcher))
             if decision is None:
                 return
-            if self._apply(decision, _run_guard(found), live):
+            if self._apply(decision, _run_guard(found), live, version):
                 return
 
     def step_done(self, run_id: str, index: int, epoch: int, results: Sequence[Any], dispatcher: str | None) -> None:
@@ -226,7 +228,7 @@ class Engine:
         """
         while True:
             now = self.clock()
-            found, live = self.store.load_with_live(run_id, now)
+            found, live, version = self.store.load_with_live(run_id, now)
             if found is None:
                 return None
             step = found.run.steps[index] if index < len(found.run.steps) else None
@@ -240,7 +242,7 @@ class Engine:
                 if dispatcher is not None:
                     self.advance(run_id, dispatcher)
                 return None
-            if self._apply(decision, _run_guard(found), live):
+            if self._apply(decision, _run_guard(found), live, version):
                 return decision.run(run_id)
 
     # -- cancel, promote, supervise (producers) ---------------------------------------------------
@@ -352,15 +354,18 @@ class Engine:
 
     # -- effects ------------------------------------------------------------------------------------
 
-    def _apply(self, decision: Decision, guards: Sequence[Guard], live: Live) -> bool:
+    def _apply(self, decision: Decision, guards: Sequence[Guard], live: Live, version: str | None = None) -> bool:
         """Apply under ``guards``; on success carry the effects out. In the same round trip, read
-        what the effects need: the workflows version (event triggers) and, for a run that ended,
-        whether its workflow has a queued run to start."""
-        reads = [keys.workflows_version()]
+        what the effects need: the workflows version (event triggers) unless the caller read it
+        with the run, and, for a run that ended, whether its workflow has a queued run to start."""
+        reads = [] if version is not None else [keys.workflows_version()]
         reads += [keys.workflow_queued(e.workflow) for e in decision.effects if isinstance(e, RunEnded)]
         applied = self.store.apply(decision, guards, reads)
         if applied.ok:
-            self._carry_out(decision, live, applied.values)
+            values = dict(applied.values)
+            if version is not None:
+                values[keys.workflows_version()] = version
+            self._carry_out(decision, live, values)
         return applied.ok
 
     def _carry_out(self, decision: Decision, live: Live, read: Mapping[str, str]) -> None:

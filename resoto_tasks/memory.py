@@ -57,8 +57,9 @@ class MemoryStore:
         raw = self.strings.get(keys.run(run_id))
         return Versioned(Run.model_validate_json(raw), runs.sha(raw)) if raw else None
 
-    def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]:
-        return self.load(run_id), subscribers.by_action(list(self.subscriptions))
+    def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]], str]:
+        version = self.strings.get(keys.workflows_version()) or "0"
+        return self.load(run_id), subscribers.by_action(list(self.subscriptions)), version
 
     def live(self, at_ms: int) -> dict[str, list[Subscription]]:
         return subscribers.by_action(list(self.subscriptions))

@@ -139,37 +139,43 @@ class RunStore:
         raw = self.r.get(keys.run(run_id))
         return _versioned(raw)
 
-    def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]]]:
-        """The record and the live subscriptions (what a step transition needs): one ``MGET`` of
-        the record and the registry's version while this process's copy of the registry holds."""
-        raw, live = self._read_with_live(at_ms, keys.run(run_id))
-        return _versioned(raw), live
+    def load_with_live(self, run_id: str, at_ms: int) -> tuple[Versioned | None, dict[str, list[Subscription]], str]:
+        """What a step transition needs: the record, the live subscriptions and the workflows
+        version (for the events its effects match), with one ``MGET`` while this process's copy of
+        the subscription registry holds."""
+        raw, live, version = self._read_with_live(at_ms, keys.run(run_id))
+        return _versioned(raw), live, version
 
     def live(self, at_ms: int) -> dict[str, list[Subscription]]:
         """The live subscriptions by action (what a dispatching start needs beside the admission)."""
         return self._read_with_live(at_ms)[1]
 
-    def _read_with_live(self, at_ms: int, key: str | None = None) -> tuple[str | None, dict[str, list[Subscription]]]:
-        """Read ``key`` and the live subscriptions at ``at_ms`` (see :mod:`resoto_tasks.live_cache`).
+    def _read_with_live(
+        self, at_ms: int, key: str | None = None
+    ) -> tuple[str | None, dict[str, list[Subscription]], str]:
+        """Read ``key``, the workflows version and the live subscriptions at ``at_ms`` (see
+        :mod:`resoto_tasks.live_cache`).
 
-        The version is read before the members, in the same round trip when the copy has aged;
-        only a version that moved since the copy costs a second round trip.
+        The registry's version is read before its members, in the same round trip when the copy
+        has aged; only a version that moved since the copy costs a second round trip.
         """
         r = self.r
         registry = keys.subscriptions_live()
         cache = live_cache.for_client(r, registry, int(get_settings().subscriber_ttl_s * 250))
         pipe = r.pipeline(transaction=False)
-        pipe.mget([*([key] if key is not None else []), keys.subscriptions_version()])
+        pipe.mget([*([key] if key is not None else []), keys.workflows_version(), keys.subscriptions_version()])
         aged = cache.aged(at_ms)
         if aged:
             subscribers.queue_live_read(pipe, at_ms)
         values, *members = pipe.execute()
-        raw, version = (values[0] if key is not None else None), values[-1]
+        raw = values[0] if key is not None else None
+        workflows_version, version = values[-2], values[-1]
         entries = None if aged else cache.entries(version, at_ms)
         if entries is None:
             read = members[0] if members else r.zrangebyscore(registry, at_ms, "+inf", withscores=True)
             entries = cache.keep(version, at_ms, subscribers.parse_members(read))
-        return raw, subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
+        live = subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
+        return raw, live, workflows_version or "0"
 
     def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]:
         """A workflow's admission state, the guards a start decided on it is applied under, and

@@ -112,7 +112,7 @@ def test_a_step_transition_reads_its_record_and_the_version_in_one_command(r: re
     at = now_ms()
     store.live(at)
     counting = Counting(r)
-    found, live = store.load_with_live("no-such-run", at + 1)
+    found, live, _ = store.load_with_live("no-such-run", at + 1)
     assert found is None
     assert live == {action.action: [action]}
     assert counting.since() == {"mget": 1}
