@@ -113,6 +113,9 @@ class Settings(BaseSettings):
             problems.append("RESOTO_REDIS_SENTINELS: required with RESOTO_REDIS_SENTINEL_MASTER (host:port,...)")
         if self.redis_sentinels and self.redis_url.startswith("unix://"):
             problems.append("RESOTO_REDIS_URL: a unix:// socket cannot be combined with RESOTO_REDIS_SENTINELS")
+        if self.redis_sentinels and self.redis_url.startswith("rediss://"):
+            # refused rather than silently dropped: the roles would reach the primary without TLS
+            problems.append("RESOTO_REDIS_URL: TLS (rediss://) through RESOTO_REDIS_SENTINELS is not supported yet")
         if self.broker_quorum_queues and not is_amqp(self.broker):
             problems.append("RESOTO_BROKER_QUORUM_QUEUES: only for a RabbitMQ broker (RESOTO_BROKER_URL=amqp://...)")
         if problems:

@@ -36,6 +36,14 @@ BAD_SETTINGS = [
     ({"RESOTO_BROKER_URL": "http://:hunter2@h/"}, "RESOTO_BROKER_URL: http://:***@h/ is not a broker URL"),
     ({"RESOTO_BROKER_QUORUM_QUEUES": "1"}, "RESOTO_BROKER_QUORUM_QUEUES: only for a RabbitMQ broker"),
     (
+        {
+            "RESOTO_REDIS_URL": "rediss://:hunter2@primary:6380/0",
+            "RESOTO_REDIS_SENTINELS": "127.0.0.1:26379",
+            "RESOTO_REDIS_SENTINEL_MASTER": "m",
+        },
+        "RESOTO_REDIS_URL: TLS (rediss://) through RESOTO_REDIS_SENTINELS is not supported yet",
+    ),
+    (
         {"RESOTO_REDIS_MIN_REPLICAS_ACK": "-1"},
         "RESOTO_REDIS_MIN_REPLICAS_ACK: Input should be greater than or equal to 0",
     ),
