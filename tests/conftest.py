@@ -8,6 +8,7 @@ pytest configures the session, before any test runs; worker subprocesses inherit
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -34,9 +35,17 @@ def _start_session_server() -> RedisServer:
 _SERVER: RedisServer | None = None
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _SERVER
     _SERVER = _start_session_server()
+    # A session ended by SIGTERM (`timeout`, CI cancelling) ends as Ctrl-C does: fixtures tear down
+    # and pytest_unconfigure stops the private server, which would otherwise outlive the session.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
