@@ -16,7 +16,15 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from resoto_tasks.web import api, errors, pages
-from resoto_tasks.web.auth import CSRF_COOKIE, SAFE_METHODS, authenticate, cross_site, csrf_token, is_open_path
+from resoto_tasks.web.auth import (
+    CSRF_COOKIE,
+    SAFE_METHODS,
+    authenticate,
+    cross_site,
+    csrf_token,
+    is_open_path,
+    loopback_host,
+)
 from resoto_tasks.web.settings import WebSettings, get_web_settings
 
 HERE = Path(__file__).parent
@@ -67,7 +75,11 @@ class Guard(BaseHTTPMiddleware):
         started = time.perf_counter()
         settings: WebSettings = request.app.state.web_settings
         path = request.url.path
-        if request.method not in SAFE_METHODS and (problem := cross_site(request)):
+        if not settings.protected and not loopback_host(request.headers.get("host")):
+            response = errors.error_response(
+                request, 400, "without RESOTO_WEB_TOKEN this console answers only to localhost, 127.0.0.1 or [::1]"
+            )
+        elif request.method not in SAFE_METHODS and (problem := cross_site(request)):
             response = errors.error_response(request, 403, problem)
         else:
             request.state.auth = authenticate(request, settings)

@@ -71,9 +71,26 @@ def authenticate(request: Request, settings: WebSettings) -> str | None:
     if scheme.lower() == "basic" and _basic_matches(settings, value.strip()):
         return "basic"
     cookie = request.cookies.get(LOGIN_COOKIE)
-    if settings.token is not None and cookie and hmac.compare_digest(cookie, login_value(settings)):
+    if settings.token is not None and cookie and hmac.compare_digest(cookie.encode(), login_value(settings).encode()):
         return "login"
     return None
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names this machine's loopback (with or without a port).
+
+    An open console (no token, no basic auth) answers only such requests: a hostile page whose
+    domain is rebound to 127.0.0.1 (DNS rebinding) is same-origin for the browser, so Origin and
+    CSRF checks pass, but its requests still carry the hostile domain in ``Host``.
+    """
+    if not host:
+        return False
+    host = host.strip().lower()
+    name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host.partition(":")[0]
+    return name in LOOPBACK_NAMES
 
 
 def is_open_path(path: str) -> bool:

@@ -95,6 +95,25 @@ def test_an_open_console_still_refuses_cross_site_changes(open_console: TestClie
     assert "unknown run" in good.text
 
 
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8900", "127.0.0.1.evil.example", "10.0.0.5:8900"])
+def test_an_open_console_answers_only_to_loopback_host_names(open_console: TestClient, host: str) -> None:
+    """DNS rebinding: a hostile page rebound to 127.0.0.1 is same-origin for the browser, so only
+    the Host header tells its requests apart."""
+    refused = open_console.post("/api/v1/events", json={"name": "x"}, headers={"host": host})
+    assert refused.status_code == 400
+    assert "answers only to localhost" in refused.json()["error"]
+    assert open_console.get("/", headers={"host": host}).status_code == 400
+    for loopback in ("127.0.0.1:8900", "localhost:8900", "[::1]:8900", "LOCALHOST"):
+        assert open_console.get("/api/v1/workflows", headers={"host": loopback}).status_code == 200
+
+
+def test_a_login_cookie_that_is_not_ascii_is_refused_not_an_error() -> None:
+    settings = WebSettings(token=SecretStr("t0ken"))
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8900") as console:
+        cookie = "resoto_login=\u00e9t\u00e9".encode("latin-1")  # as a browser may send it, raw
+        assert console.get("/api/v1/workflows", headers={"cookie": cookie}).status_code == 401
+
+
 def test_every_answer_forbids_inline_scripts_and_framing(open_console: TestClient) -> None:
     answer = open_console.get("/runs")
     policy = answer.headers["Content-Security-Policy"]
