@@ -18,7 +18,9 @@ from resoto_tasks.redis_conn import mask_url
 from resoto_tasks.settings import get_settings
 
 _PAIR = re.compile(r"\b(run|step|workflow|subscriber)=(\S+)")
-_URL = re.compile(r"\brediss?://\S+")
+_URL = re.compile(r"\b(?:rediss?|redis-sentinel|sentinel|amqps?)://[^\s;'\"]+")
+"""Every URL that may carry a password: Redis, Sentinel (kombu's and redbeat's forms) and AMQP.
+A ``;``-joined failover list is masked URL by URL."""
 
 
 def _clean(message: str) -> str:
@@ -47,7 +49,7 @@ class JsonFormatter(logging.Formatter):
         }
         doc.update(dict(_PAIR.findall(message)))
         if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
+            doc["exception"] = _clean(self.formatException(record.exc_info))
         return json.dumps(doc, default=str)
 
 

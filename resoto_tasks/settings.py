@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     """How long a producer (CLI, beat, a callback) waits for a new primary before it gives up."""
     redis_min_replicas_ack: int = Field(default=0, ge=0)
     """Run transitions and snapshot swaps are acknowledged only once this many replicas have them (WAIT)."""
-    redis_min_replicas_timeout_s: float = Field(default=2.0, gt=0)
+    redis_min_replicas_timeout_s: float = Field(default=2.0, ge=0.001, lt=30)
+    """How long a transition waits for its replicas: at least 1 ms (``WAIT n 0`` would block for
+    ever) and below the clients' 30 s socket timeout (a timed-out WAIT would be retried after the
+    script had applied, and the applied transition reported as a conflict)."""
     broker_quorum_queues: bool = False
     """RabbitMQ only: declare the four queues as quorum queues (replicated, no priorities)."""
 

@@ -14,7 +14,10 @@ AMQP_SCHEMES = ("amqp", "amqps")
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` so it can be logged or printed."""
+    """``url`` with its password replaced by ``***`` so it can be logged or printed (each URL of
+    a ``;``-joined failover list, as kombu's sentinel broker URL is)."""
+    if ";" in url:
+        return ";".join(mask_url(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:

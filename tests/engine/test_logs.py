@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from resoto_tasks.logs import JsonFormatter, PlainFormatter
 
@@ -27,6 +28,21 @@ def test_urls_in_log_lines_are_masked_in_both_formats() -> None:
         line = formatter.format(record)
         assert "hunter2" not in line
         assert "redis://:***@db.internal:6379/0" in line
+
+
+def test_sentinel_lists_amqp_urls_and_tracebacks_are_masked_too() -> None:
+    sentinels = "sentinel://:hunter2@s1:26379/0;sentinel://:hunter2@s2:26379/0"
+    record = _record("broker %s, results %s", sentinels, "amqp://guest:hunter2@mq:5672/prod")
+    try:
+        raise ConnectionError("cannot reach redis-sentinel://:hunter2@s3:26379/0")
+    except ConnectionError:
+        record.exc_info = sys.exc_info()
+    for formatter in (JsonFormatter(), PlainFormatter()):
+        line = formatter.format(record)
+        assert "hunter2" not in line, line
+        assert "sentinel://:***@s1:26379/0;sentinel://:***@s2:26379/0" in line
+        assert "amqp://guest:***@mq:5672/prod" in line
+        assert "redis-sentinel://:***@s3:26379/0" in line
 
 
 def test_plain_lines_stay_on_one_line() -> None:

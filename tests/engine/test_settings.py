@@ -35,6 +35,11 @@ BAD_SETTINGS = [
     ),
     ({"RESOTO_BROKER_URL": "http://:hunter2@h/"}, "RESOTO_BROKER_URL: http://:***@h/ is not a broker URL"),
     ({"RESOTO_BROKER_QUORUM_QUEUES": "1"}, "RESOTO_BROKER_QUORUM_QUEUES: only for a RabbitMQ broker"),
+    ({"RESOTO_REDIS_MIN_REPLICAS_TIMEOUT_S": "0.0001"}, "RESOTO_REDIS_MIN_REPLICAS_TIMEOUT_S: Input should be greater"),
+    (
+        {"RESOTO_REDIS_MIN_REPLICAS_TIMEOUT_S": "30"},
+        "RESOTO_REDIS_MIN_REPLICAS_TIMEOUT_S: Input should be less than 30",
+    ),
     (
         {
             "RESOTO_REDIS_URL": "rediss://:hunter2@primary:6380/0",
