@@ -76,7 +76,12 @@ class AnnouncingBackoff(AbstractBackoff):  # type: ignore[misc]  # redis-py is n
 
 
 def redis_retry(wait_s: float) -> Retry:
-    """Retries of a redis-py client: connection errors and timeouts, for about ``wait_s`` in all."""
+    """Retries of a redis-py client: connection errors and timeouts, ``wait_s / 0.5`` of them.
+
+    Counted, not timed (redis-py's ``Retry`` counts): about ``wait_s`` while connections are refused,
+    as they are during a failover; against an address that does not answer at all each attempt may
+    also spend the client's connect timeout (5 s).
+    """
     retries = max(1, math.ceil(wait_s / RETRY_STEP_S))
     return Retry(AnnouncingBackoff(RETRY_STEP_S, wait_s), retries, (RedisConnectionError, RedisTimeoutError, OSError))
 
