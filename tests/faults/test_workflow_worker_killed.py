@@ -76,6 +76,8 @@ def test_a_lost_step_callback_is_made_good_by_the_supervisor_of_a_returning_work
     flow.kill()
     wait_until(lambda: stack.r.llen(WORKFLOW) > 0, 15, "the step callback waiting in the workflow queue")
     assert stack.r.delete(WORKFLOW) == 1  # the callback is gone for good
+    # A linked callback is sent just before the answer is stored: wait for the stored answer.
+    wait_until(lambda: "1/slow" in stack.outcomes(run_id), 15, "the slow subscriber's answer stored")
     # Records keep milliseconds, and so does the supervisor's grace decision.
     answered_ms = int(parse_iso(stack.outcomes(run_id)["1/slow"]["finished_at"]).timestamp() * 1000)
 
