@@ -379,42 +379,45 @@ def page_runs(query: RunQuery) -> RunPage:
     """
     r = client()
     index_key = keys.runs_of_workflow(query.workflow) if query.workflow else keys.runs_index()
-    after = _parse_cursor(query.cursor)
-    high: int | str = query.until_ms if query.until_ms is not None else "+inf"
-    if after is not None:
-        high = after[0] if high == "+inf" else min(int(high), after[0])
+    anchor = _parse_cursor(query.cursor)
     low: int | str = query.since_ms if query.since_ms is not None else "-inf"
     limit = max(1, query.limit)
     batch = min(max(limit + 1, 50), 500)
     found: list[Run] = []
-    offset = 0
     scanned = 0
-    last: tuple[int, str] | None = None
+    skip = 0  # ties at the anchor's ms already seen, when a whole batch of them was
     while True:
-        entries: list[tuple[str, float]] = r.zrevrangebyscore(
-            index_key, high, low, start=offset, num=batch, withscores=True
-        )
-        if not entries:
+        # Each batch goes on from the last entry seen (its ms, then ids below it), never from an
+        # offset: runs started meanwhile would shift offsets and show a run twice.
+        high: int | str = query.until_ms if query.until_ms is not None else "+inf"
+        if anchor is not None:
+            high = anchor[0] if high == "+inf" else min(int(high), anchor[0])
+        raw: list[tuple[str, float]] = r.zrevrangebyscore(index_key, high, low, start=skip, num=batch, withscores=True)
+        if not raw:
             return RunPage(found, None)
-        offset += len(entries)
-        if after is not None:  # ties at the cursor's ms come in descending id order: skip those seen
-            entries = [(i, s) for i, s in entries if not (int(s) == after[0] and i >= after[1])]
-        raws = r.mget([keys.run(i) for i, _ in entries]) if entries else []
-        for (run_id, score), raw in zip(entries, raws, strict=True):
+        entries = raw
+        if anchor is not None:  # ties at the anchor's ms come in descending id order: skip those seen
+            entries = [(i, s) for i, s in raw if not (int(s) == anchor[0] and i >= anchor[1])]
+        if not entries:
+            skip += len(raw)
+            continue
+        skip = 0
+        raws = r.mget([keys.run(i) for i, _ in entries])
+        for (run_id, score), raw_record in zip(entries, raws, strict=True):
             scanned += 1
-            last = (int(score), run_id)
-            run = _readable(run_id, raw)
+            anchor = (int(score), run_id)
+            run = _readable(run_id, raw_record)
             if run is None or (query.errors_only and not run.has_errors):
                 continue
             if query.status is not None and run.status != query.status:
                 continue
             found.append(run)
             if len(found) == limit:
-                return RunPage(found, f"{last[0]}:{last[1]}")
+                return RunPage(found, f"{anchor[0]}:{anchor[1]}")
             if scanned >= MAX_SCANNED:
                 break
-        if scanned >= MAX_SCANNED and last is not None:
-            return RunPage(found, f"{last[0]}:{last[1]}")
+        if scanned >= MAX_SCANNED and anchor is not None:
+            return RunPage(found, f"{anchor[0]}:{anchor[1]}")
 
 
 def _readable(run_id: str, raw: str | None) -> Run | None:

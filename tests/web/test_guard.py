@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
@@ -195,6 +196,47 @@ def test_run_pages_follow_the_time_index_with_a_cursor_through_ties_and_filters(
     assert bounded.next_cursor is not None, "a page that stopped scanning says where to go on"
     with pytest.raises(ValueError, match="not a cursor"):
         runs.page_runs(runs.RunQuery(cursor="x"))
+
+
+def test_a_listing_shows_no_run_twice_while_runs_start_and_goes_through_more_ties_than_a_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """120 runs of one millisecond (more ties than a batch of 51), a third of them with errors, and a
+    run started after every batch the listing reads (seen in a beat test: with offsets, the oldest
+    run was listed twice once a new one had pushed the others down)."""
+    name = unique("idx")
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    at = int(base.timestamp() * 1000)
+    pipe = client().pipeline()
+    for i in range(120):
+        run = _run(f"t{i:03d}", base, RunStatus.succeeded, i % 3 == 0).model_copy(update={"workflow": name})
+        pipe.set(keys.run(run.id), run.model_dump_json(), ex=600)
+        pipe.zadd(keys.runs_of_workflow(name), {run.id: at})
+    pipe.execute()
+    real = client  # what runs.client is
+    started: list[str] = []
+
+    class Starting:
+        """The store's client, except that a run starts after each read of the index."""
+
+        def __init__(self, r: Any) -> None:
+            self.r = r
+
+        def zrevrangebyscore(self, *args: Any, **kwargs: Any) -> Any:
+            found = self.r.zrevrangebyscore(*args, **kwargs)
+            newer = _run(f"u{len(started):03d}", base + timedelta(seconds=10 + len(started)), RunStatus.running)
+            started.append(newer.id)
+            self.r.set(keys.run(newer.id), newer.model_copy(update={"workflow": name}).model_dump_json(), ex=600)
+            self.r.zadd(keys.runs_of_workflow(name), {newer.id: int(newer.created_at.timestamp() * 1000)})
+            return found
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(self.r, attr)
+
+    monkeypatch.setattr(runs, "client", lambda: Starting(real()))
+    listed = [r.id for r in runs.page_runs(runs.RunQuery(workflow=name, errors_only=True, limit=50)).runs]
+    assert len(started) > 2, "the listing read the index in several batches"
+    assert listed == [f"t{i:03d}" for i in range(119, -1, -1) if i % 3 == 0]
 
 
 def test_the_timeline_has_one_bar_per_step_on_the_run_axis() -> None:
