@@ -65,7 +65,13 @@ def test_flower_lists_the_runs_tasks_with_readable_names_run_id_and_step(flower:
         run = wait_finished(runtime.engine().start(name).run_id or "", 30)
     deadline = time.monotonic() + 20
     ours: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not ours:
+
+    def settled(found: list[dict[str, Any]]) -> bool:
+        """Flower heard the subscriber's success (its event may come after the run ended: the step
+        callback is sent before the subscriber's own result and event)."""
+        return any(t["name"] == "tests.behave" and t.get("state") == "SUCCESS" for t in found)
+
+    while time.monotonic() < deadline and not settled(ours):
         ours = [t for t in _tasks(flower).values() if run.id in str(t.get("args"))]
         time.sleep(0.3)
     names = {t["name"] for t in ours}
