@@ -318,9 +318,10 @@ def register(subs: list[Subscription], holder: str, ttl_s: float | None = None, 
         bump_version(r)
 
 
-def unregister(holder: str) -> None:
-    """Drop every liveness entry of ``holder`` (a worker shutting down cleanly)."""
-    r = client()
+def unregister(holder: str, r: redis.Redis | None = None) -> None:
+    """Drop every liveness entry of ``holder`` (a worker shutting down cleanly), on ``r``
+    (default: the store's Redis)."""
+    r = r or client()
     prefix = f"{holder}{_SEP}"
     members = [m for m in r.zrange(keys.subscriptions_live(), 0, -1) if m.startswith(prefix)]
     if members:

@@ -1,7 +1,7 @@
 """A process's copy of the live subscriptions: a change is seen at once, a renewal costs no read.
 
-Against the real Redis of the session, with a key prefix of its own so that no other test's
-worker changes the registry's version underneath. Times are passed in (``at_ms``): nothing sleeps.
+Against a redis-server of this module's own: the commands it counts are the store's alone (the
+session's server also serves a worker's heartbeats). Times are passed in (``at_ms``): nothing sleeps.
 """
 
 from __future__ import annotations
@@ -17,6 +17,21 @@ from resoto_tasks.runs import RunStore
 from resoto_tasks.settings import get_settings
 from resoto_tasks.timeutil import now_ms
 from tests.support.flow import unique
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def private() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def r(private: RedisServer) -> Iterator[redis.Redis]:
+    found = redis.Redis.from_url(private.url, decode_responses=True)
+    yield found
+    found.close()
 
 
 @pytest.fixture(autouse=True)
@@ -60,15 +75,15 @@ class Counting:
 def test_a_new_subscription_is_seen_at_once_and_a_renewal_costs_one_mget(r: redis.Redis) -> None:
     store = RunStore(r)
     first, second = sub(unique("a")), sub(unique("b"))
-    subscribers.register([first], "worker-1", ttl_s=60)
+    subscribers.register([first], "worker-1", ttl_s=60, r=r)
     at = now_ms()
     assert store.live(at) == {first.action: [first]}
 
-    subscribers.register([second], "worker-2", ttl_s=60)  # new: the version moves
+    subscribers.register([second], "worker-2", ttl_s=60, r=r)  # new: the version moves
     assert store.live(at + 1) == {first.action: [first], second.action: [second]}
 
-    subscribers.register([first], "worker-1", ttl_s=60)  # heartbeats: renewals, the version stays
-    subscribers.register([second], "worker-2", ttl_s=60)
+    subscribers.register([first], "worker-1", ttl_s=60, r=r)  # heartbeats: renewals, the version stays
+    subscribers.register([second], "worker-2", ttl_s=60, r=r)
     counting = Counting(r)
     assert store.live(at + 2) == {first.action: [first], second.action: [second]}
     assert counting.since() == {"mget": 1}
@@ -78,7 +93,7 @@ def test_a_copy_is_read_again_once_it_is_a_quarter_ttl_old(r: redis.Redis) -> No
     """A member written behind the registry's back (no version change) shows once the copy ages."""
     store = RunStore(r)
     known, hidden = sub(unique("a")), sub(unique("b"))
-    subscribers.register([known], "worker-1", ttl_s=60)
+    subscribers.register([known], "worker-1", ttl_s=60, r=r)
     at = now_ms()
     assert store.live(at) == {known.action: [known]}
     r.zadd(keys.subscriptions_live(), {f"worker-9|{hidden.model_dump_json()}": at + 60_000})
@@ -90,14 +105,14 @@ def test_a_copy_is_read_again_once_it_is_a_quarter_ttl_old(r: redis.Redis) -> No
 def test_a_dropped_subscription_is_gone_at_once_and_a_dead_holder_by_its_expiry(r: redis.Redis) -> None:
     store = RunStore(r)
     stopping, dying, staying = sub(unique("stop")), sub(unique("die")), sub(unique("stay"))
-    subscribers.register([stopping], "stopping", ttl_s=60)
-    subscribers.register([staying], "staying", ttl_s=60)
+    subscribers.register([stopping], "stopping", ttl_s=60, r=r)
+    subscribers.register([staying], "staying", ttl_s=60, r=r)
     ttl_ms = max_age_ms() // 2
-    subscribers.register([dying], "dying", ttl_s=ttl_ms / 1000)
+    subscribers.register([dying], "dying", ttl_s=ttl_ms / 1000, r=r)
     at = now_ms()
     assert set(store.live(at)) == {stopping.action, dying.action, staying.action}
 
-    subscribers.unregister("stopping")
+    subscribers.unregister("stopping", r=r)
     assert set(store.live(at + 1)) == {dying.action, staying.action}
 
     counting = Counting(r)
@@ -108,7 +123,7 @@ def test_a_dropped_subscription_is_gone_at_once_and_a_dead_holder_by_its_expiry(
 def test_a_step_transition_reads_its_record_and_the_version_in_one_command(r: redis.Redis) -> None:
     store = RunStore(r)
     action = sub(unique("a"))
-    subscribers.register([action], "worker-1", ttl_s=60)
+    subscribers.register([action], "worker-1", ttl_s=60, r=r)
     at = now_ms()
     store.live(at)
     counting = Counting(r)
