@@ -82,3 +82,17 @@ def parse_interval_s(text: str | int | float | timedelta) -> float:
     if seconds > MAX_INTERVAL_S:
         raise ValueError(f"interval {text!r} is longer than 10 years")
     return seconds
+
+
+def human_duration(seconds: float | None) -> str:
+    """A duration as people read it (``250 ms``, ``12.5 s``, ``3.2 min``, ``2.5 h``), or nothing:
+    the CLI's tables and the console's pages show the same words."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from resoto_tasks.local_stack.summary import ActionSummary, RunSummary
 from resoto_tasks.models import OutcomeStatus, Run, RunStatus, StepRun, StepStatus, Workflow
-from resoto_tasks.timeutil import iso, seconds_between
+from resoto_tasks.timeutil import human_duration, iso, seconds_between
 
 STATUS_STYLE = {
     RunStatus.queued: "yellow",
@@ -38,16 +38,6 @@ def duration_s(start: datetime | None, end: datetime | None) -> float | None:
 def clock_time(at: datetime | None) -> str:
     """``HH:MM:SS.mmm`` in UTC, or nothing."""
     return at.astimezone(UTC).strftime("%H:%M:%S.%f")[:12] if at else ""
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
 
 
 def styled(status: RunStatus | StepStatus) -> Text:
@@ -85,7 +75,7 @@ def runs_table(found: list[Run]) -> Table:
             styled(run.status),
             f"{run.trigger.kind.value} {slot}".strip(),
             iso(run.started_at or run.created_at),
-            fmt_duration(duration_s(run.started_at, run.finished_at)),
+            human_duration(duration_s(run.started_at, run.finished_at)),
             ", ".join(bad),
         )
     return table
@@ -110,7 +100,7 @@ def run_timeline(run: Run, ledger: dict[str, Any] | None = None) -> RenderableTy
         styled(run.status),
         "  ",
         f"trigger: {run.trigger.kind.value}",
-        f"  duration: {fmt_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
+        f"  duration: {human_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
     )
     table = Table("#", "step", "status", "started", "duration", "subscribers", "detail", box=None)
     for i, step in enumerate(run.steps):
@@ -126,7 +116,7 @@ def run_timeline(run: Run, ledger: dict[str, Any] | None = None) -> RenderableTy
             step.name,
             styled(step.status),
             clock_time(step.started_at),
-            fmt_duration(duration_s(step.started_at, step.finished_at)),
+            human_duration(duration_s(step.started_at, step.finished_at)),
             subs,
             Text(detail[:120]),  # error text is not markup
         )
@@ -163,7 +153,7 @@ def run_summary(summary: RunSummary, links: Mapping[str, str]) -> RenderableType
         Text.assemble(
             f"{run.id}  {run.workflow}  ",
             styled(run.status),
-            f" in {fmt_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
+            f" in {human_duration(duration_s(run.started_at, run.finished_at))}" if run.finished_at else "",
         ),
     )
     for name, figure in summary.figures.items():

@@ -44,7 +44,7 @@ from resoto_tasks.cli.common import (
     err_console,
     print_json,
 )
-from resoto_tasks.cli.render import STATUS_STYLE, duration_s, fmt_duration, run_summary
+from resoto_tasks.cli.render import STATUS_STYLE, duration_s, run_summary
 from resoto_tasks.cli.runs_cmd import wait_for
 from resoto_tasks.errors import ConfigurationError, ResotoError, UnknownWorkflow
 from resoto_tasks.local_stack import environment, leftovers, redis_local, summary
@@ -77,6 +77,7 @@ from resoto_tasks.models import (
 )
 from resoto_tasks.redis_conn import mask_url
 from resoto_tasks.settings import get_settings
+from resoto_tasks.timeutil import human_duration
 from worker import ledger
 
 EXIT_INTERRUPTED = 130
@@ -536,7 +537,7 @@ def follow_lines(
         run = engine.view(run_id)
         while printed < len(run.steps) and run.steps[printed].status.finished:
             step = run.steps[printed]
-            took = fmt_duration(duration_s(step.started_at, step.finished_at))
+            took = human_duration(duration_s(step.started_at, step.finished_at))
             subs = f", {len(step.blocking)} subscriber(s)" if step.blocking else ""
             mark = (
                 "✓"
@@ -556,7 +557,7 @@ def follow_lines(
 
 
 def run_line(run: Run) -> str:
-    took = fmt_duration(duration_s(run.started_at, run.finished_at))
+    took = human_duration(duration_s(run.started_at, run.finished_at))
     style = STATUS_STYLE.get(run.status, "")
     return (
         f"run       {run.id} {run.workflow} [{style}]{run.status.value}[/] in {took} [dim]({run.trigger.kind.value})[/]"

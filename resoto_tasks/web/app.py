@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from resoto_tasks.timeutil import human_duration
 from resoto_tasks.web import api, errors, pages
 from resoto_tasks.web.auth import (
     CSRF_COOKIE,
@@ -38,18 +39,6 @@ SECURITY_HEADERS = {
 }
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else ""
 
@@ -63,7 +52,7 @@ def templates() -> Jinja2Templates:
     """Autoescaped templates (every value from a user or a cloud is text, never markup)."""
     found = Jinja2Templates(directory=str(HERE / "templates"), context_processors=[_forms])
     assert found.env.autoescape, "templates must autoescape"
-    found.env.filters["duration"] = _duration
+    found.env.filters["duration"] = human_duration
     found.env.filters["when"] = _when
     return found
 
