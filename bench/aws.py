@@ -122,7 +122,7 @@ def _peak_rss_mb(worker: Worker, stop: threading.Event, found: list[float]) -> N
 
 def _collect_once(worker: Worker) -> tuple[float, int, float]:
     """One ``collect`` run: (collect step seconds, resources, peak worker RSS MB)."""
-    from tests.support.workers import resoto
+    from tests.support.cli import resoto_process as resoto
 
     stop, peaks = threading.Event(), []  # type: ignore[var-annotated]
     sampler = threading.Thread(target=_peak_rss_mb, args=(worker, stop, peaks))

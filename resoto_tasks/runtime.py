@@ -47,6 +47,8 @@ def reset() -> None:
     composes anew."""
     global _app
     with _lock:
+        if _app is not None:
+            _app.close()  # its broker connections; a later use of it would open new ones
         _app = None
     get_settings.cache_clear()
     redis_conn.reset_clients()

@@ -39,11 +39,15 @@ app.command("up")(up_cmd.up)
 app.command("web")(web_cmd.web)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script; ``argv`` (without the program name) defaults to ``sys.argv``.
+
+    It always ends with ``SystemExit`` carrying the exit code, as click's standalone mode does.
+    """
     try:
         logs.configure_cli()
         announce_failover_waits()
-        app()
+        app(args=argv, prog_name="resoto-tasks")
     except ConfigurationError as exc:  # read first by configure_cli, before any command runs
         print_errors(exc.problems)
         sys.exit(EXIT_USAGE)

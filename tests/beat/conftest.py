@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
+from tests.support.cli import resoto
 from tests.support.redis_server import RedisServer
-from tests.support.workers import WorkerProcess, resoto
+from tests.support.workers import WorkerProcess
 
 if TYPE_CHECKING:
     from tests.beat.helpers import BeatProcess

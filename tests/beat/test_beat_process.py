@@ -11,7 +11,7 @@ from beat.entries import EntryStore
 from resoto_tasks import runtime
 from resoto_tasks.timeutil import utcnow
 from tests.beat.helpers import BeatProcess, evenly_spaced, parse_iso, slots_of, time_runs, wait_for_runs
-from tests.support.workers import resoto
+from tests.support.cli import resoto
 
 ONE_S = timedelta(seconds=1)
 

@@ -15,7 +15,7 @@ from resoto_tasks import keys, runtime
 from resoto_tasks.models import IntervalTrigger
 from resoto_tasks.timeutil import utcnow
 from tests.beat.helpers import parse_iso
-from tests.support.workers import resoto
+from tests.support.cli import resoto
 
 WIDE = {"COLUMNS": "200"}
 

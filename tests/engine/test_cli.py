@@ -8,14 +8,15 @@ import json
 import pytest
 
 from resoto_tasks import runs, runtime
+from tests.support.cli import resoto, resoto_process
 from tests.support.flow import add_workflow, sub, subscribed, unique
-from tests.support.workers import resoto
 
 pytestmark = pytest.mark.usefixtures("session_worker")
 
 
 def test_run_wait_json_exits_0_with_the_twelve_actions_in_order() -> None:
-    proc = resoto("run", "collect_and_cleanup", "--wait", "--json", timeout_s=120)
+    """The installed executable, as users call it."""
+    proc = resoto_process("run", "collect_and_cleanup", "--wait", "--json", timeout_s=120)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["status"] == "succeeded"

@@ -11,8 +11,8 @@ import pytest
 from resoto_tasks import runs, runtime
 from resoto_tasks.models import RunStatus, StartResult, StartStatus
 from resoto_tasks.redis_conn import client
+from tests.support.cli import resoto
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished, wait_until
-from tests.support.workers import resoto
 
 pytestmark = pytest.mark.usefixtures("session_worker")
 

@@ -11,8 +11,8 @@ import pytest
 from resoto_tasks import runtime
 from resoto_tasks.redis_conn import client, mask_url
 from resoto_tasks.routing import QUEUES
+from tests.support.cli import resoto, resoto_process
 from tests.support.redis_server import RedisServer
-from tests.support.workers import resoto
 
 pytestmark = pytest.mark.usefixtures("session_worker")
 
@@ -61,7 +61,7 @@ def test_a_wrong_password_is_one_line_with_the_password_masked(password_redis: R
 
 
 def test_an_unreachable_redis_is_one_line_naming_the_url() -> None:
-    proc = resoto("run", "collect", env={"RESOTO_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"})
+    proc = resoto_process("run", "collect", env={"RESOTO_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"})
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in proc.stderr

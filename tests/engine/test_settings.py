@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resoto_tasks.urls import check_redis_url, mask_url
-from tests.support.workers import resoto
+from tests.support.cli import resoto
 
 BAD_SETTINGS = [
     ({"RESOTO_REDIS_URL": "http://:hunter2@localhost"}, "RESOTO_REDIS_URL: http://:***@localhost is not a Redis URL"),

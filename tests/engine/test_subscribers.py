@@ -9,8 +9,9 @@ import pytest
 
 from resoto_tasks import runtime, subscribers
 from resoto_tasks.models import OutcomeStatus, RunStatus, StepStatus
+from tests.support.cli import resoto
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished, wait_until
-from tests.support.workers import WorkerProcess, resoto
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.usefixtures("session_worker")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from resoto_tasks.workflows import builtin_workflows, validate_files
-from tests.support.workers import resoto
+from tests.support.cli import resoto
 
 GOOD = """
 name: nightly

@@ -30,8 +30,9 @@ from resoto_tasks.settings import get_settings
 from resoto_tasks.store import ResourceStore
 from resoto_tasks.timeutil import parse_time
 from tests.beat.helpers import BEAT_ENV, BeatProcess
+from tests.support.cli import resoto, resoto_process
 from tests.support.redis_server import RedisServer
-from tests.support.workers import WorkerProcess, resoto
+from tests.support.workers import WorkerProcess
 
 SUPERVISOR_INTERVAL_S = 1.0
 SUBSCRIBER_TTL_S = 6.0
@@ -125,9 +126,10 @@ class FaultStack:
         self.beats.append(b)
         return b.start()
 
-    def cli(self, *args: str, timeout_s: float = 90, **env: str) -> Any:
-        """The real ``resoto-tasks`` command against this stack."""
-        return resoto(*args, env={**self.env, **env}, timeout_s=timeout_s)
+    def cli(self, *args: str, timeout_s: float = 90, process: bool = False, **env: str) -> Any:
+        """``resoto-tasks ARGS`` against this stack: in this process, or the real executable."""
+        command = resoto_process if process else resoto
+        return command(*args, env={**self.env, **env}, timeout_s=timeout_s)
 
     def start(self, workflow: str) -> str:
         """``resoto-tasks run WORKFLOW --json`` (no wait): the new run's id."""

@@ -18,6 +18,7 @@ import yaml
 
 from resoto_tasks import keys
 from tests.faults.support import FaultStack, database
+from tests.support.cli import resoto
 
 pytestmark = pytest.mark.faults
 
@@ -48,22 +49,9 @@ def check_problem_lines(path: Path, lines: list[str]) -> None:
 
 
 def run_all(stack: FaultStack, commands: list[tuple[str, ...]]) -> list[Any]:
-    """The real ``resoto-tasks`` commands, four at a time."""
+    """The real ``resoto-tasks`` executable, four at a time (the whole corpus runs in process)."""
     with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(lambda args: stack.cli(*args), commands))
-
-
-def in_process(*args: str) -> Any:
-    """The same command run in this process (typer's runner): no interpreter start per file.
-
-    It talks to the session's Redis (this process's settings); the real command is run on a
-    sample of the corpus beside it.
-    """
-    from typer.testing import CliRunner
-
-    from resoto_tasks.cli.main import app
-
-    return CliRunner().invoke(app, list(args))
+        return list(pool.map(lambda args: stack.cli(*args, process=True), commands))
 
 
 # A sample of the corpus that also goes through the real command: one per kind of failure path.
@@ -106,8 +94,8 @@ def test_workflows_add_rejects_every_malformed_file_and_changes_nothing(
     stored = [keys.workflows(), keys.workflows_version()]
     before = database(r, stored)
     for path in files:
-        done = in_process("workflows", "add", str(path))
-        assert done.exit_code == 2, (path.name, done.stdout, done.stderr, done.exception)
+        done = resoto("workflows", "add", str(path))
+        assert done.returncode == 2, (path.name, done.stdout, done.stderr)
         assert done.stdout == "", path.name
         check_problem_lines(path, done.stderr.splitlines())
     assert database(r, stored) == before
@@ -137,8 +125,8 @@ def test_metrics_validate_rejects_every_malformed_definitions_file_and_touches_n
     fault_stack: FaultStack,
 ) -> None:
     for path in METRIC_FILES:
-        done = in_process("metrics", "validate", str(path))
-        assert done.exit_code == 2, (path.name, done.stdout, done.exception)
+        done = resoto("metrics", "validate", str(path))
+        assert done.returncode == 2, (path.name, done.stdout, done.stderr)
         assert done.stdout == "", path.name
         check_problem_lines(path, done.stderr.splitlines())
     stack = fault_stack

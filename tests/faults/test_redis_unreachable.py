@@ -11,8 +11,8 @@ import yaml
 
 from resoto_tasks import keys
 from tests.faults.support import FaultStack, wait_until
+from tests.support.cli import resoto, resoto_process
 from tests.support.redis_server import free_port
-from tests.support.workers import resoto
 
 pytestmark = pytest.mark.faults
 
@@ -53,7 +53,7 @@ def test_every_command_says_redis_is_unreachable_in_one_line_with_the_password_m
     env = {"RESOTO_REDIS_URL": url}
     wanted = commands(tmp_path)
     with ThreadPoolExecutor(4) as pool:
-        done = list(pool.map(lambda args: resoto(*args, env=env, timeout_s=60), wanted))
+        done = list(pool.map(lambda args: resoto_process(*args, env=env, timeout_s=60), wanted))
     expected = f"error: cannot reach Redis at redis://:***@127.0.0.1:{port}/0: "
     for args, proc in zip(wanted, done, strict=True):
         what = f"resoto-tasks {' '.join(args)}: exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr!r}"

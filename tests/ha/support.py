@@ -22,8 +22,9 @@ from resoto_tasks.settings import get_settings
 from resoto_tasks.timeutil import now_ms
 from tests.beat.helpers import BEAT_ENV, BeatProcess
 from tests.faults.support import wait_until
+from tests.support.cli import resoto, resoto_process
 from tests.support.sentinel import SentinelCluster
-from tests.support.workers import WorkerProcess, resoto
+from tests.support.workers import WorkerProcess
 
 SUPERVISOR_INTERVAL_S = 1.0
 SUBSCRIBER_TTL_S = 6.0
@@ -73,8 +74,11 @@ class HaStack:
         self.beats.append(b)
         return b.start()
 
-    def cli(self, *args: str, timeout_s: float = 90) -> Any:
-        return resoto(*args, env=self.env, timeout_s=timeout_s)
+    def cli(self, *args: str, timeout_s: float = 90, process: bool = False) -> Any:
+        """``resoto-tasks ARGS`` against this cluster: in this process, or the real executable
+        (from a thread: an in-process command owns the environment while it runs)."""
+        command = resoto_process if process else resoto
+        return command(*args, env=self.env, timeout_s=timeout_s)
 
     def start(self, workflow: str) -> str:
         done = self.cli("run", workflow, "--json")

@@ -144,7 +144,7 @@ def test_with_min_replicas_ack_no_acknowledged_run_or_snapshot_is_lost(ha_stack:
 
     def client() -> None:
         while not stop.is_set():
-            done = stack.cli("run", "many", "--json", timeout_s=FAILOVER_WAIT_S + 60)
+            done = stack.cli("run", "many", "--json", timeout_s=FAILOVER_WAIT_S + 60, process=True)
             outputs.append(done)
             if done.returncode == 0:
                 told.append(json.loads(done.stdout)["run_id"])

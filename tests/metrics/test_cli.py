@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support.workers import resoto
+from tests.support.cli import resoto
 
 
 def test_validate_lists_the_valid_definitions_and_exits_0(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from tests.beat.helpers import BEAT_ENV
-from tests.support.workers import WorkerProcess, resoto
+from tests.support.cli import resoto
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.xdist_group("rabbitmq")
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import redis
 
+from tests.support.cli import resoto
 from tests.support.redis_server import RedisServer
-from tests.support.workers import WorkerProcess, resoto
+from tests.support.workers import WorkerProcess
 
 _databases = itertools.cycle(range(1, 15))  # 15 is left to in-process property tests
 

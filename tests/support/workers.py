@@ -113,19 +113,3 @@ class WorkerProcess(GroupProcess):
             return self.log_path.read_text(errors="replace")[-size:]
         except FileNotFoundError:
             return ""
-
-
-def resoto(
-    *args: str, env: dict[str, str] | None = None, timeout_s: float = 60, input_text: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real ``resoto-tasks`` command."""
-    return subprocess.run(
-        [str(VENV_BIN / "resoto-tasks"), *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        input=input_text,
-        check=False,
-    )

@@ -11,9 +11,9 @@ import yaml
 
 from resoto_tasks import keys, views
 from resoto_tasks.redis_conn import client
+from tests.support.cli import resoto
 from tests.support.flow import add_workflow, sub, subscribed, unique, wait_finished
 from tests.support.web import WebServer
-from tests.support.workers import resoto
 from tests.web.conftest import TOKEN
 
 pytestmark = pytest.mark.xdist_group("web")  # one server and one browser (see conftest)
