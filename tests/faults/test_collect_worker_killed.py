@@ -31,8 +31,15 @@ from tests.support.workers import WorkerProcess
 pytestmark = pytest.mark.faults
 
 ACCOUNTS = ("example-1", "example-2")
-PER_ACCOUNT = 80_000
-CLOUD_ENV = {"RESOTO_EXAMPLE_ACCOUNTS": "2", "RESOTO_EXAMPLE_RESOURCES_PER_ACCOUNT": str(PER_ACCOUNT)}
+PER_ACCOUNT = 20_000
+PAGE_LATENCY_MS = 5
+"""An account's collect lasts at least 500 pages x 5 ms = 2.5 s, long enough to be killed in the
+middle, while the machine's CPU stays free for the rest of the suite (it waits as for an API)."""
+CLOUD_ENV = {
+    "RESOTO_EXAMPLE_ACCOUNTS": "2",
+    "RESOTO_EXAMPLE_RESOURCES_PER_ACCOUNT": str(PER_ACCOUNT),
+    "RESOTO_EXAMPLE_PAGE_LATENCY_MS": str(PAGE_LATENCY_MS),
+}
 
 
 def footprint(stack: FaultStack, account: str) -> dict[str, Any]:
@@ -59,7 +66,7 @@ def collect_in_the_middle(stack: FaultStack, run_id: str) -> dict[str, int]:
 
     def midway() -> dict[str, int] | None:
         found = {k: v for k, v in stack.progress(run_id).items() if k.startswith("1/collect:")}
-        if len(found) == len(ACCOUNTS) and all(10_000 <= v < PER_ACCOUNT for v in found.values()):
+        if len(found) == len(ACCOUNTS) and all(PER_ACCOUNT // 5 <= v < PER_ACCOUNT for v in found.values()):
             return found
         return None
 

@@ -201,6 +201,18 @@ def test_injected_collect_failure_raises_halfway(make_cloud: MakeCloud) -> None:
         list(empty.collect(bad))
 
 
+def test_page_latency_pauses_before_each_page_of_forty_and_changes_nothing_else(
+    make_cloud: MakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = make_cloud(resources_per_account=100)
+    slow = make_cloud(resources_per_account=100, account_prefix=prompt.settings.account_prefix, page_latency_ms=7)
+    pauses: list[float] = []
+    monkeypatch.setattr("worker.providers.example.time.sleep", pauses.append)
+    account = prompt.accounts()[0]
+    assert list(prompt.collect(account)) == list(slow.collect(account))
+    assert pauses == [0.007] * 3  # pages at 0, 40 and 80
+
+
 def test_a_failing_collect_keeps_the_previous_snapshot(make_cloud: MakeCloud, r: redis.Redis) -> None:
     store = ResourceStore(r)
     cloud = make_cloud(resources_per_account=120)

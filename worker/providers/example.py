@@ -26,13 +26,15 @@ Configuration: ``RESOTO_EXAMPLE_ACCOUNTS`` (2), ``RESOTO_EXAMPLE_RESOURCES_PER_A
 ``RESOTO_EXAMPLE_SEED`` (0), ``RESOTO_EXAMPLE_ACCOUNT_PREFIX`` (``example-``), and for fault tests
 ``RESOTO_EXAMPLE_FAIL_COLLECT`` (accounts whose collect fails halfway), ``RESOTO_EXAMPLE_FAIL_DELETE``
 (fnmatch patterns of ids whose delete fails), ``RESOTO_EXAMPLE_ENFORCE_DEPENDENCIES`` (refuse to
-delete a resource that a live resource depends on, as real clouds do).
+delete a resource that a live resource depends on, as real clouds do), and
+``RESOTO_EXAMPLE_PAGE_LATENCY_MS`` (0: a pause before each page of 40 resources, as API calls take).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Final, NamedTuple
@@ -88,6 +90,9 @@ class ExampleSettings(BaseSettings):
     """fnmatch patterns of resource ids whose delete raises."""
     enforce_dependencies: bool = False
     """Refuse to delete a resource while a live resource depends on it."""
+    page_latency_ms: float = Field(default=0, ge=0, le=60_000)
+    """A pause before each page of 40 resources, as a real cloud's paged list calls take: a
+    collect then lasts long enough to be interrupted (fault tests, demos) without burning CPU."""
 
     @field_validator("fail_collect", "fail_delete", mode="before")
     @classmethod
@@ -186,7 +191,10 @@ class ExampleProvider(Provider):
         epoch = self.epoch(account)
         deleted = self.deleted_ids(account)
         generator = _Generator(self.settings.seed, account, total, epoch, deleted)
+        page_pause_s = self.settings.page_latency_ms / 1000
         for index in range(total):
+            if page_pause_s and index % BLOCK == 0:
+                time.sleep(page_pause_s)
             if index == fail_at:
                 raise ProviderError(self.name, account, "injected collect failure (RESOTO_EXAMPLE_FAIL_COLLECT)")
             rid = resource_id(index)
