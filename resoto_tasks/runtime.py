@@ -13,7 +13,7 @@ import threading
 
 from celery import Celery
 
-from resoto_tasks import live_cache, redis_conn
+from resoto_tasks import live_cache, redis_conn, workflows
 from resoto_tasks.celery_app import create_app
 from resoto_tasks.engine import Engine
 from resoto_tasks.settings import get_settings
@@ -53,3 +53,4 @@ def reset() -> None:
     get_settings.cache_clear()
     redis_conn.reset_clients()
     live_cache.forget()
+    workflows.catalogue.forget()

@@ -235,6 +235,11 @@ class Catalogue:
         self.refresh()
         return list(self._problems)
 
+    def forget(self) -> None:
+        """Read everything again on the next call: the process changed its settings (another
+        Redis or key prefix, where the version counter may be the same number)."""
+        self._stamp = None
+
     def get(self, name: str) -> Workflow:
         """Raises: UnknownWorkflow (listing the known ones)."""
         found = self.all().get(name)

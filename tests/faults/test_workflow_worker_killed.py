@@ -35,7 +35,8 @@ def test_the_workflow_worker_killed_while_a_step_runs_resumes_the_run_when_it_re
     two_step_workflow(stack, first_sleep_s=2.0)
 
     run_id = stack.start("two_steps")
-    wait_until(lambda: stack.run(run_id).steps[1].status == StepStatus.running, 15, "step first dispatched")
+    # The record says "running" before the subscriber's message is sent: wait until it runs.
+    wait_until(lambda: "1/slow" in stack.progress(run_id), 15, "the slow subscriber running")
     flow.kill()
     killed_at = time.time()
     # The subscriber answers and its callback is queued; with no workflow worker nothing moves.
@@ -72,7 +73,8 @@ def test_a_lost_step_callback_is_made_good_by_the_supervisor_of_a_returning_work
     two_step_workflow(stack, first_sleep_s=1.0)
 
     run_id = stack.start("two_steps")
-    wait_until(lambda: stack.run(run_id).steps[1].status == StepStatus.running, 15, "step first dispatched")
+    # The record says "running" before the subscriber's message is sent: wait until it runs.
+    wait_until(lambda: "1/slow" in stack.progress(run_id), 15, "the slow subscriber running")
     flow.kill()
     wait_until(lambda: stack.r.llen(WORKFLOW) > 0, 15, "the step callback waiting in the workflow queue")
     assert stack.r.delete(WORKFLOW) == 1  # the callback is gone for good
