@@ -95,7 +95,9 @@ def test_a_step_times_out_at_the_supervisor_when_a_subscriber_never_answers() ->
 
 def test_a_hook_that_overruns_its_own_timeout_ends_timed_out_not_failed() -> None:
     name = unique("overrun")
-    add_workflow(name, [{"name": f"{name}_a", "timeout": 1}])
+    # The step allows 30 s, so its own deadline never races the hook's (which would record "no
+    # answer before the step's deadline" when a supervisor tick comes first).
+    add_workflow(name, [{"name": f"{name}_a", "timeout": 30}])
     slow = sub(f"{name}_a", timeout_s=1, sleep=10)  # the prefork pool's soft time limit stops it
     with subscribed(slow):
         run = wait_finished(runtime.engine().start(name).run_id or "", 30)
