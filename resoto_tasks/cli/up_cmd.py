@@ -34,7 +34,7 @@ import redis
 import typer
 from rich.markup import escape
 
-from resoto_tasks import runs, runtime, supervisor, workflows
+from resoto_tasks import runs, runtime, supervisor, views, workflows
 from resoto_tasks.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_STARTED,
@@ -75,7 +75,7 @@ from resoto_tasks.models import (
     TriggerInfo,
     TriggerKind,
 )
-from resoto_tasks.redis_conn import mask_url
+from resoto_tasks.redis_conn import describe, mask_url
 from resoto_tasks.settings import get_settings
 from resoto_tasks.timeutil import human_duration
 from worker import ledger
@@ -364,7 +364,7 @@ class UpSession:
 
     def _summarize(self, run: Run) -> None:
         assert self.stack is not None
-        store, note = summary.store_counts(self.stack.env)
+        store, note = _store_counts()
         totals = (ledger.summary(run.id, with_entries=False) or {}).get("totals", {})
         found = summary.summarize(run, store, note, totals)
         self.document = self._document(run, found)
@@ -576,3 +576,12 @@ def scheduled_workflows() -> dict[str, str]:
         if times:
             found[wf.name] = ", ".join(times)
     return found
+
+
+def _store_counts() -> tuple[dict[str, Any] | None, str | None]:
+    """What ``resources count --json`` prints, read from the stack's Redis (this process is
+    composed on it), or why it could not be read: the summary shows the note instead."""
+    try:
+        return views.resource_counts().model_dump(mode="json"), None
+    except (redis.exceptions.RedisError, OSError) as exc:
+        return None, f"resources count failed: {describe(exc)}"

@@ -15,9 +15,6 @@ stack, never the other way round.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,31 +137,6 @@ def _figure(name: str, actions: Mapping[str, ActionSummary], ledger: Mapping[str
     if action.subscribers == 0:
         return Figure(None, f"no worker subscribed to {first}")
     return Figure(None, f"{first} answered without a count")
-
-
-def store_counts(env: Mapping[str, str], timeout_s: float = 30.0) -> tuple[dict[str, Any] | None, str | None]:
-    """``resoto-tasks resources count --json`` if the command exists; else (None, why not)."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "resoto_tasks.cli.main", "resources", "count", "--json"],
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"resources count failed: {exc}"
-    if done.returncode != 0:
-        first = next((ln.strip() for ln in done.stderr.splitlines() if ln.strip() and "─" not in ln), "")
-        if "No such command" in done.stderr:
-            return None, "this version has no resource store command"
-        return None, f"resources count exited {done.returncode}: {first[:200]}"
-    try:
-        parsed = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        return None, "resources count printed no JSON"
-    return (parsed if isinstance(parsed, dict) else {"value": parsed}), None
 
 
 def summarize(

@@ -47,7 +47,11 @@ def commands(tmp: Path) -> list[tuple[str, ...]]:
     ]
 
 
-REAL_SAMPLE = (("run", "collect", "--wait", "--json"), ("runs", "list"), ("schedule", "pause", "collect_and_cleanup"))
+REAL_SAMPLE: tuple[tuple[str, ...], ...] = (
+    ("run", "collect", "--wait", "--json"),
+    ("runs", "list"),
+    ("schedule", "pause", "collect_and_cleanup"),
+)
 """Commands also run as the installed executable: a start, a read, a beat control."""
 
 
@@ -63,9 +67,8 @@ def test_every_command_says_redis_is_unreachable_in_one_line_with_the_password_m
         started = [pool.submit(resoto_process, *args, env=env, timeout_s=60) for args in real]
         in_process = [resoto(*args, env=env) for args in wanted]
         done = in_process + [f.result() for f in started]
-    wanted = wanted + real
     expected = f"error: cannot reach Redis at redis://:***@127.0.0.1:{port}/0: "
-    for args, proc in zip(wanted, done, strict=True):
+    for args, proc in zip(wanted + real, done, strict=True):
         what = f"resoto-tasks {' '.join(args)}: exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr!r}"
         assert proc.returncode == 1, what
         assert proc.stdout == "", what

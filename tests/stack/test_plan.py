@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from resoto_tasks.local_stack.plan import Role, StackOptions, plan
@@ -47,11 +48,16 @@ def test_the_web_console_serves_loopback_on_the_chosen_port(tmp_path: Path) -> N
 
 def test_every_planned_command_accepts_its_options(tmp_path: Path) -> None:
     """Each argv with ``--help`` appended parses: no option the real command does not have."""
-    for spec in plan(StackOptions(), token="t", host="h", run_dir=tmp_path):
-        argv = list(spec.argv)
-        if spec.role == Role.flower:
-            continue  # Flower's options are Tornado's; checked in test_compose
-        done = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    specs = [s for s in plan(StackOptions(), token="t", host="h", run_dir=tmp_path) if s.role != Role.flower]
+    # (Flower's options are Tornado's; checked in test_compose.) The commands are independent:
+    # they run side by side.
+
+    def parse(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=60, check=False)
+
+    with ThreadPoolExecutor(len(specs)) as pool:
+        answers = list(pool.map(parse, [list(s.argv) for s in specs]))
+    for spec, done in zip(specs, answers, strict=True):
         assert done.returncode == 0, f"{spec.name}: {done.stderr[-500:]}"
 
 
