@@ -108,20 +108,21 @@ def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
 
 @contextmanager
 def _restored_logging() -> Iterator[None]:
-    """The command configures the root logger for itself (``logs.configure_cli``); pytest's
-    capture handlers and levels come back after it."""
+    """The command configures the root logger for itself (``logs.configure_cli``, which closes
+    the handlers it replaces): pytest's capture handlers are set aside for the call, then put
+    back with the root logger's level."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    for handler in handlers:
+        root.removeHandler(handler)
     try:
         yield
     finally:
         for handler in list(root.handlers):
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
+            root.removeHandler(handler)
+            handler.close()
         for handler in handlers:
-            if handler not in root.handlers:
-                root.addHandler(handler)
+            root.addHandler(handler)
         root.setLevel(level)
 
 
