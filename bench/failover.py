@@ -29,12 +29,11 @@ record timestamps are the engine's own clock on the same machine as the kill's.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +45,7 @@ from bench.tasks import NOOP_TASK, SLEEP_TASK
 from resoto_tasks import keys, runtime, subscribers, workflows
 from resoto_tasks.models import Run, StartStatus, StepStatus, Subscription
 from resoto_tasks.redis_conn import client
+from tests.support.composition import composed_on
 from tests.support.redis_server import redis_binary
 from tests.support.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, SentinelCluster
 
@@ -86,23 +86,6 @@ def _unavailable() -> str | None:
     except RuntimeError as exc:
         return str(exc)
     return None
-
-
-@contextmanager
-def settings_of(env: dict[str, str]) -> Iterator[None]:
-    """This process (and what it starts) on ``env``; the earlier settings back on the way out."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    runtime.reset()
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        runtime.reset()
 
 
 def wait_until(fn: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.05) -> T:
@@ -236,7 +219,7 @@ def run(ctx: Context) -> list[Record]:
     with ExitStack() as stack:
         cluster = SentinelCluster()
         stack.callback(cluster.close)
-        stack.enter_context(settings_of({**cluster.env(), **SETTINGS}))
+        stack.enter_context(composed_on({**cluster.env(), **SETTINGS}))
         add_beat_workflow()
         holder = hold_subscriptions()
         stack.callback(subscribers.unregister, holder)

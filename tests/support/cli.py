@@ -23,9 +23,10 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
-from resoto_tasks import failover, runtime
+from resoto_tasks import failover
 from resoto_tasks.cli import common
 from resoto_tasks.cli.main import main
+from tests.support.composition import composed_on
 from tests.support.workers import ROOT, VENV_BIN
 
 _in_process = threading.Lock()
@@ -43,8 +44,7 @@ def resoto(
     del timeout_s
     out, err = io.StringIO(), io.StringIO()
     code: int
-    with _in_process, _environment(env or {}), _restored_logging(), _stdin(input_text):
-        runtime.reset()
+    with _in_process, composed_on(env or {}), _restored_logging(), _stdin(input_text):
         _size_consoles()
         try:
             with redirect_stdout(out), redirect_stderr(err):
@@ -54,7 +54,6 @@ def resoto(
             code = _exit_code(exc.code, err)
         finally:
             failover.clear_listeners()
-            runtime.reset()
     return subprocess.CompletedProcess(["resoto-tasks", *args], code, out.getvalue(), err.getvalue())
 
 
@@ -90,20 +89,6 @@ def _exit_code(code: object, err: io.StringIO) -> int:
         return code
     err.write(f"{code}\n")
     return 1
-
-
-@contextmanager
-def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager
