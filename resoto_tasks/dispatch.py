@@ -10,6 +10,9 @@ backend (counter, join set, expiries: about 27 Redis commands per step, measured
 Celery sends a linked callback just before it stores the task's result (a chord's after): the
 engine takes the answer from the callback's argument, never from the backend, so the order does
 not matter to it; the supervisor's lost-callback check reads the stored result, which follows.
+A chord of two or more has a group id that names the step attempt and its size
+(:func:`resoto_tasks.result_backend.step_join_id`), so the result backend joins it in one round
+trip per answer instead of Celery's generic bookkeeping (see :mod:`resoto_tasks.result_backend`).
 Non-blocking subscribers are sent beside the chord. Everything here takes the Celery app it is
 given; it never builds one (see :mod:`resoto_tasks.runtime`).
 """
@@ -21,8 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from celery import Celery, chord, group
+from celery.utils import uuid
 
 from resoto_tasks.models import ActionMessage, Outcome, OutcomeStatus, Run, StepRun, Subscription, TriggerInfo
+from resoto_tasks.result_backend import step_join_id
 from resoto_tasks.routing import WORKFLOW
 
 log = logging.getLogger(__name__)
@@ -83,7 +88,10 @@ class CeleryDispatcher:
             if len(header) == 1:  # a chord of one, unrolled (see the module docstring)
                 header[0].apply_async(link=callback, link_error=errback)
             else:
-                chord(group(header, app=self.app), callback, app=self.app).apply_async(link_error=errback)
+                # The chord's own task_id is its group's id (the callback gets a fresh one).
+                join_id = step_join_id(run.id, index, step.epoch, len(header))
+                step_chord = chord(group(header, app=self.app), callback, app=self.app, task_id=join_id)
+                step_chord.apply_async(task_id=uuid(), link_error=errback)
         log.info(
             "run=%s step=%s dispatched to %d blocking, %d non-blocking subscribers (deadline in %.0fs)",
             run.id, step.name, len(header), len(step.nonblocking),

@@ -29,7 +29,10 @@ key                                type    TTL                    written by
 =================================  ======  =====================  ==========================================
 
 A subscriber's answer is not a key of ours: it is its Celery task's result (the result backend's
-``celery-task-meta-<task id>``), handed to the step callback by the chord.
+``celery-task-meta-<task id>``), handed to the step callback by the chord. A step's chord of
+two or more joins in the result backend's keys too: ``celery-task-meta-resoto-step:<run>:<step>:
+<epoch>:<size>.j`` (the answers so far, dropped at the join) and ``.d`` (the task ids that
+answered, kept for the result expiry so a late duplicate is not counted).
 """
 
 from __future__ import annotations
