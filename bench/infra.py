@@ -7,6 +7,7 @@ workers it starts, which inherit the environment) at it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 import redis
 
 from resoto_tasks import runs, runtime
+from resoto_tasks.result_backend import STEP_JOIN_LUA
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,10 +275,13 @@ SCRIPT = "resoto, inside its script"
 CELERY = "celery"
 CELERY_SCRIPT = "celery, inside its scripts"
 SUBSCRIBER = "resoto, in subscriber tasks"
+JOIN = "resoto's step join"
+JOIN_SCRIPT = "resoto's step join, inside its script"
 HARNESS = "bench harness"
-SIDES = (ENGINE, SCRIPT, SUBSCRIBER, CELERY, CELERY_SCRIPT)
+SIDES = (ENGINE, SCRIPT, SUBSCRIBER, JOIN, JOIN_SCRIPT, CELERY, CELERY_SCRIPT)
 """The sides of :class:`CommandSplit`'s counts that belong to a workflow (the harness does not)."""
-INSIDE = {ENGINE: SCRIPT, CELERY: CELERY_SCRIPT, HARNESS: HARNESS}
+INSIDE = {ENGINE: SCRIPT, JOIN: JOIN_SCRIPT, CELERY: CELERY_SCRIPT, HARNESS: HARNESS}
+STEP_JOIN_SHA = hashlib.sha1(STEP_JOIN_LUA.encode()).hexdigest()
 
 
 def classify(client: str, command: str, prefix: str, harness: set[str], local: set[str]) -> str:
@@ -287,6 +292,10 @@ def classify(client: str, command: str, prefix: str, harness: set[str], local: s
       prefix (the engine's reads, the start's admission, the catalogue's version);
     * ``resoto, in subscriber tasks``: what the action task around a subscriber asks (its abort
       check, progress), not the engine;
+    * ``resoto's step join``: the result backend's join of a step's chord
+      (:data:`resoto_tasks.result_backend.STEP_JOIN_LUA`), which takes the place of Celery's
+      chord join for a step of two or more subscribers: counted apart from the engine, since the
+      plain side's chord join is Celery's;
     * ``bench harness``: the bench process waiting for and checking runs (its named connection
       in ``harness``, and the SUBSCRIBE/UNSUBSCRIBE of ``AsyncResult.get`` waiting for a canvas: from
       a connection of this process, in ``local``; a worker's SUBSCRIBE when it sends a chord's
@@ -299,8 +308,12 @@ def classify(client: str, command: str, prefix: str, harness: set[str], local: s
     if client in harness or (client in local and name in ("SUBSCRIBE", "UNSUBSCRIBE")):
         return HARNESS
     if name == "EVALSHA":
+        if rest.startswith(STEP_JOIN_SHA):
+            return JOIN
         return ENGINE if rest.startswith(runs.APPLY_SCRIPT_SHA) else CELERY
     if name == "EVAL":
+        if rest.startswith(STEP_JOIN_LUA[:200]):
+            return JOIN
         return ENGINE if rest.startswith(runs.APPLY_SCRIPT[:200]) else CELERY
     if rest.startswith(f"{prefix}:"):
         key = rest.partition(" ")[0]

@@ -52,6 +52,8 @@ from bench.infra import (
     ENGINE,
     HARNESS,
     HARNESS_CLIENT,
+    JOIN,
+    JOIN_SCRIPT,
     RESULTS,
     SCRIPT,
     SIDES,
@@ -383,11 +385,13 @@ def footprint(label: str, fn: Callable[[], Any], meter: Meter, n: int, steps: in
         "top_commands_per_workflow": _per(delta.calls, n),
         "by_side_per_workflow": per_side,
         "workflow_commands_per_workflow": round(sum(per_side[s] for s in SIDES), 1),
-        "sent_commands_per_workflow": round(per_side[ENGINE] + per_side[SUBSCRIBER] + per_side[CELERY], 1),
+        "sent_commands_per_workflow": round(sum(per_side[s] for s in (ENGINE, SUBSCRIBER, JOIN, CELERY)), 1),
         "subscribed_steps": steps,
         "resoto_own_per_subscribed_step": round(per_side[ENGINE] / steps, 2),
         "resoto_subscriber_tasks_per_subscribed_step": round(per_side[SUBSCRIBER] / steps, 2),
         "inside_script_per_subscribed_step": round(per_side[SCRIPT] / steps, 2),
+        "step_join_per_subscribed_step": round(per_side[JOIN] / steps, 2),
+        "step_join_inside_script_per_subscribed_step": round(per_side[JOIN_SCRIPT] / steps, 2),
         "celery_per_subscribed_step": round(per_side[CELERY] / steps, 2),
         "celery_inside_scripts_per_subscribed_step": round(per_side[CELERY_SCRIPT] / steps, 2),
         "top_by_side_per_workflow": {side: _per(sides.get(side, {}), n, 10) for side in (*SIDES, HARNESS)},
@@ -705,6 +709,8 @@ def report(ctx: Context) -> str:
             f"resoto's engine {fp.get('resoto_own_per_subscribed_step')}, "
             f"resoto's subscriber tasks {fp.get('resoto_subscriber_tasks_per_subscribed_step')}, "
             f"inside its script {fp.get('inside_script_per_subscribed_step')}, "
+            f"resoto's step join {fp.get('step_join_per_subscribed_step')} "
+            f"(+ {fp.get('step_join_inside_script_per_subscribed_step')} inside its script), "
             f"celery {fp.get('celery_per_subscribed_step')} "
             f"(+ {fp.get('celery_inside_scripts_per_subscribed_step')} inside its scripts)"
         )
