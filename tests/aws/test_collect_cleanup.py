@@ -87,7 +87,8 @@ def test_the_run_deletes_exactly_the_expired_unprotected_resources_as_aws_descri
     for account, before in outcome.before.items():
         gone = before - outcome.after[account]
         expected = {(r.kind, r.id) for r in outcome.manifest.resources if r.account == account and r.expected_deleted}
-        assert gone == expected | outcome.goes_with[account], account
+        collect = [s for s in outcome.first["steps"] if s["action"] == "collect"]
+        assert gone == expected | outcome.goes_with[account], (account, json.dumps(collect)[:3000])
     kept = {(r.kind, r.id) for r in outcome.manifest.resources if not r.expected_deleted}
     assert kept, "the estate has resources that must survive"
     for account in outcome.after:

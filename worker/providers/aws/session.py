@@ -1,5 +1,5 @@
 """Sessions and clients per account: boto3's credential chain, assumed roles that renew
-themselves, adaptive retries, one optional endpoint for every service.
+themselves, adaptive retries (HTML error pages included), one optional endpoint for every service.
 
 One :class:`AccountSession` per account and provider instance. boto3 clients are thread-safe but
 creating them from one session is not, so clients are made under a lock and cached per (service,
@@ -48,6 +48,31 @@ def client_config(settings: AwsSettings, region: str) -> Config:
         max_pool_connections=max(10, settings.region_concurrency * (settings.attribute_concurrency + 1)),
         user_agent_extra="resoto-tasks",
     )
+
+
+def retry_html_errors(client: Any) -> None:
+    """Let botocore's retry mode retry a server error that came as an HTML page.
+
+    botocore takes a 5xx for a generic, retryable server error only when its body is empty or
+    starts with ``<html>``; a page that starts otherwise (``<!doctype html>``, as proxies and
+    WSGI servers send) fails XML parsing with "Further retries may succeed" and is never retried.
+    Seen: one instance left running by a cleanup because an endpoint answered
+    ``TerminateInstances`` once with such a page. The page is dropped before parsing, so the
+    response is the generic error botocore retries (with the client's backoff and attempt limit).
+    """
+    client.meta.events.register("before-parse", _drop_html_error_page)
+
+
+def _drop_html_error_page(response_dict: dict[str, Any], **_: Any) -> None:
+    body = response_dict.get("body")
+    status = response_dict.get("status_code", 0)
+    if (
+        status >= 500
+        and isinstance(body, bytes)
+        and body.lstrip()[:14].lower().startswith((b"<!doctype html", b"<html"))
+    ):
+        log.debug("aws: a %s answer with an HTML page, retried as a server error", status)
+        response_dict["body"] = b""
 
 
 class _AssumedRole(CredentialProvider):
@@ -124,6 +149,7 @@ class AccountSession:
                     config=client_config(self.settings, where),
                 )
                 self._calls.attach(found)
+                retry_html_errors(found)
                 self._clients[key] = found
             return found
 
@@ -137,6 +163,7 @@ def base_client(settings: AwsSettings, service: str, calls: CallLog, region: str
         config=client_config(settings, where),
     )
     calls.attach(found)
+    retry_html_errors(found)
     return found
 
 
