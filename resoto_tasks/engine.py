@@ -381,7 +381,7 @@ class Engine:
                     log.info(
                         "run=%s workflow=%s finished: %s%s", data["run_id"], data["workflow"], data["status"], reason
                     )
-        version = read.get(keys.workflows_version()) or "0"  # the counter starts at 0 (no key yet)
+        version = read.get(keys.workflows_version()) or "0"  # "0" until a workflow is added
         ordered = sorted(decision.effects, key=_effect_order)
         for effect in ordered:
             match effect:

@@ -19,7 +19,7 @@ key                                type    TTL                    written by
 ``{p}:subs:version``               string  -                      changed when a subscription is added or dropped
 ``{p}:events``                     stream  MAXLEN ~               every event and run/step transition
 ``{p}:workflows``                  hash    -                      user workflows added at runtime (YAML)
-``{p}:workflows:version``          string  -                      bumped on every workflow change
+``{p}:workflows:version``          string  -                      a new random token on every workflow change
 ``{p}:schedule:paused``            hash    -                      workflow -> JSON {note, at}
 ``{p}:supervisor:lock``            string  one period             the process running a supervisor tick
 ``{p}:worker:{hostname}``          string  subscriber TTL         a worker's heartbeat (JSON: queues, pid, tasks held)

@@ -9,6 +9,7 @@ field and what is wrong.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ def _dir_files(directory: Path | None) -> list[Path]:
 class Catalogue:
     """Built-ins + directory files + runtime-added workflows, cached per process.
 
-    The cache is checked against the Redis version counter and the files' mtimes, so a change
+    The cache is checked against the Redis version token and the files' mtimes, so a change
     made by any process is seen on the next call without a restart.
     """
 
@@ -208,7 +209,7 @@ class Catalogue:
         return (version, mtimes, tuple(sorted(settings.schedule_overrides.items())), os.getpid())
 
     def refresh(self, version: str | None = None) -> None:
-        """Reload if anything changed; ``version`` is the Redis version counter if already read."""
+        """Reload if anything changed; ``version`` is the Redis version token if already read."""
         stamp = self._current_stamp(version)
         if stamp == self._stamp:
             return
@@ -237,7 +238,7 @@ class Catalogue:
 
     def forget(self) -> None:
         """Read everything again on the next call: the process changed its settings (another
-        Redis or key prefix, where the version counter may be the same number)."""
+        Redis or key prefix, where the version may be the same: "0" where none was written)."""
         self._stamp = None
 
     def get(self, name: str) -> Workflow:
@@ -249,6 +250,15 @@ class Catalogue:
 
 
 catalogue = Catalogue()
+
+
+def bump_version(pipe: Any) -> None:
+    """Queue a new workflows version on ``pipe``: a random token, never a number a cache has seen.
+
+    A counter would start again at 0 after Redis lost its data, and a process that cached
+    version 3 would keep its old definitions once three workflows were added again.
+    """
+    pipe.set(keys.workflows_version(), uuid.uuid4().hex)
 
 
 def add(path: Path) -> WorkflowDefinition:
@@ -283,7 +293,7 @@ def add_text(text: str, source: str) -> WorkflowDefinition:
         )
     pipe = client().pipeline(transaction=True)
     pipe.hset(keys.workflows(), definition.name, text)
-    pipe.incr(keys.workflows_version())
+    bump_version(pipe)
     pipe.execute()
     return definition
 
@@ -294,7 +304,7 @@ def remove(name: str) -> None:
         raise BuiltinWorkflowError(name)
     pipe = client().pipeline(transaction=True)
     pipe.hdel(keys.workflows(), name)
-    pipe.incr(keys.workflows_version())
+    bump_version(pipe)
     removed, _ = pipe.execute()
     if not removed:
         raise UnknownWorkflow(name, list(catalogue.all()))

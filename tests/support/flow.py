@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from resoto_tasks import keys, runs, runtime, subscribers
+from resoto_tasks import keys, runs, runtime, subscribers, workflows
 from resoto_tasks.models import Run, Subscription
 from resoto_tasks.redis_conn import client
 
@@ -27,7 +27,7 @@ def add_workflow(
     doc = {"name": name, "on_surpass": on_surpass, "steps": steps, "triggers": triggers or []}
     pipe = client().pipeline()
     pipe.hset(keys.workflows(), name, yaml.safe_dump(doc))
-    pipe.incr(keys.workflows_version())
+    workflows.bump_version(pipe)
     pipe.execute()
     return name
 
