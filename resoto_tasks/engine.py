@@ -63,11 +63,11 @@ class Store(Protocol):
         self, run_id: str, at_ms: int
     ) -> tuple[Versioned | None, dict[str, list[Subscription]], str]: ...
 
-    def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]: ...
+    def admission(
+        self, workflow: str, slot: str | None, live_at_ms: int | None = None
+    ) -> tuple[Admission, list[Guard], str, dict[str, list[Subscription]]]: ...
 
     def with_active_runs(self, state: Admission, guards: list[Guard]) -> tuple[Admission, list[Guard]]: ...
-
-    def live(self, at_ms: int) -> dict[str, list[Subscription]]: ...
 
     def apply(self, decision: Decision, guards: Sequence[Guard], reads: Sequence[str] = ()) -> Applied: ...
 
@@ -167,11 +167,11 @@ class Engine:
         definition, apply under the guards; again on a conflict. Raises: UnknownWorkflow."""
         while True:
             now = self.clock()
-            state, guards, version = self.store.admission(name, slot)
+            # A dispatching start (a workflow task) reads the live subscriptions in the same round trip.
+            state, guards, version, live = self.store.admission(name, slot, now if dispatcher is not None else None)
             workflow = self.workflow(name, version)
             if workflow.on_surpass == OnSurpass.replace_ and state.active:
                 state, guards = self.store.with_active_runs(state, guards)
-            live = self.store.live(now) if dispatcher is not None else {}
             inputs = Inputs(now, live, dispatcher)
             result, decision = transitions.admit(workflow, trigger, state, run_id, now, slot, inputs)
             if not decision.runs and not decision.writes:
@@ -267,7 +267,7 @@ class Engine:
     def promote(self, workflow: str) -> str | None:
         """Start the workflow's queued run if nothing of it runs; its id, or ``None``."""
         while True:
-            state, guards, _ = self.store.admission(workflow, None)
+            state, guards, _, _ = self.store.admission(workflow, None)
             if not state.queued:
                 return None
             queued = self.store.load(state.queued)

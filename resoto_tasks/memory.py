@@ -61,10 +61,9 @@ class MemoryStore:
         version = self.strings.get(keys.workflows_version()) or "0"
         return self.load(run_id), subscribers.by_action(list(self.subscriptions)), version
 
-    def live(self, at_ms: int) -> dict[str, list[Subscription]]:
-        return subscribers.by_action(list(self.subscriptions))
-
-    def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]:
+    def admission(
+        self, workflow: str, slot: str | None, live_at_ms: int | None = None
+    ) -> tuple[Admission, list[Guard], str, dict[str, list[Subscription]]]:
         active = tuple(sorted(self.sets.get(keys.workflow_active(workflow), set())))
         queued = self.strings.get(keys.workflow_queued(workflow))
         guards: list[Guard] = [
@@ -75,7 +74,8 @@ class MemoryStore:
         if slot:
             guards.append(("value", keys.slot(workflow, slot), taken or ""))
         version = self.strings.get(keys.workflows_version()) or "0"
-        return Admission(active=active, queued=queued, slot_taken=taken), guards, version
+        live = subscribers.by_action(list(self.subscriptions)) if live_at_ms is not None else {}
+        return Admission(active=active, queued=queued, slot_taken=taken), guards, version, live
 
     def with_active_runs(self, state: Admission, guards: list[Guard]) -> tuple[Admission, list[Guard]]:
         found: dict[str, Run] = {}

@@ -123,6 +123,16 @@ Guard = tuple[str, str, str]
 """(kind, key, expected): ``sha`` of a string key, sorted ``members`` of a set, or its ``value``."""
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What :meth:`RunStore._read` read in one round trip."""
+
+    strings: list[str | None]
+    members: set[str]
+    workflows_version: str
+    live: dict[str, list[Subscription]]
+
+
 class RunStore:
     """Run records and the workflows' admission state in Redis."""
 
@@ -143,53 +153,21 @@ class RunStore:
         """What a step transition needs: the record, the live subscriptions and the workflows
         version (for the events its effects match), with one ``MGET`` while this process's copy of
         the subscription registry holds."""
-        raw, live, version = self._read_with_live(at_ms, keys.run(run_id))
-        return _versioned(raw), live, version
+        read = self._read(keys.run(run_id), at_ms=at_ms)
+        return _versioned(read.strings[0]), read.live, read.workflows_version
 
-    def live(self, at_ms: int) -> dict[str, list[Subscription]]:
-        """The live subscriptions by action (what a dispatching start needs beside the admission)."""
-        return self._read_with_live(at_ms)[1]
-
-    def _read_with_live(
-        self, at_ms: int, key: str | None = None
-    ) -> tuple[str | None, dict[str, list[Subscription]], str]:
-        """Read ``key``, the workflows version and the live subscriptions at ``at_ms`` (see
-        :mod:`resoto_tasks.live_cache`).
-
-        The registry's version is read before its members, in the same round trip when the copy
-        has aged; only a version that moved since the copy costs a second round trip.
-        """
-        r = self.r
-        registry = keys.subscriptions_live()
-        cache = live_cache.for_client(r, registry, int(get_settings().subscriber_ttl_s * 250))
-        pipe = r.pipeline(transaction=False)
-        pipe.mget([*([key] if key is not None else []), keys.workflows_version(), keys.subscriptions_version()])
-        aged = cache.aged(at_ms)
-        if aged:
-            subscribers.queue_live_read(pipe, at_ms)
-        values, *members = pipe.execute()
-        raw = values[0] if key is not None else None
-        workflows_version, version = values[-2], values[-1]
-        entries = None if aged else cache.entries(version, at_ms)
-        if entries is None:
-            read = members[0] if members else r.zrangebyscore(registry, at_ms, "+inf", withscores=True)
-            entries = cache.keep(version, at_ms, subscribers.parse_members(read))
-        live = subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
-        return raw, live, workflows_version or "0"
-
-    def admission(self, workflow: str, slot: str | None) -> tuple[Admission, list[Guard], str]:
-        """A workflow's admission state, the guards a start decided on it is applied under, and
-        the workflows version (which definition of ``workflow`` the start decides with): ``SMEMBERS``
-        and one ``MGET``."""
-        strings = [keys.workflow_queued(workflow), keys.workflows_version()]
-        if slot:
-            strings.append(keys.slot(workflow, slot))
-        pipe = self.r.pipeline(transaction=False)
-        pipe.smembers(keys.workflow_active(workflow))
-        pipe.mget(strings)
-        active_set, (queued, version, *rest) = pipe.execute()
+    def admission(
+        self, workflow: str, slot: str | None, live_at_ms: int | None = None
+    ) -> tuple[Admission, list[Guard], str, dict[str, list[Subscription]]]:
+        """A workflow's admission state, the guards a start decided on it is applied under, the
+        workflows version (which definition of ``workflow`` the start decides with) and, given
+        ``live_at_ms``, the live subscriptions then (what a dispatching start sends its first step
+        to): ``SMEMBERS`` and one ``MGET``, in one round trip."""
+        strings = [keys.workflow_queued(workflow), *([keys.slot(workflow, slot)] if slot else [])]
+        read = self._read(*strings, members_of=keys.workflow_active(workflow), at_ms=live_at_ms)
+        queued, *rest = read.strings
         taken = rest[0] if rest else None
-        active = tuple(sorted(active_set))
+        active = tuple(sorted(read.members))
         guards: list[Guard] = [
             ("members", keys.workflow_active(workflow), ",".join(active)),
             ("value", keys.workflow_queued(workflow), queued or ""),
@@ -197,7 +175,40 @@ class RunStore:
         if slot:
             guards.append(("value", keys.slot(workflow, slot), taken or ""))
         state = Admission(active=active, queued=queued, slot_taken=taken if slot else None)
-        return state, guards, version or "0"
+        return state, guards, read.workflows_version, read.live
+
+    def _read(self, *strings: str, members_of: str | None = None, at_ms: int | None = None) -> _Read:
+        """``strings``, the members of the set ``members_of``, the workflows version and, given
+        ``at_ms``, the live subscriptions then (see :mod:`resoto_tasks.live_cache`), in one round trip.
+
+        The registry's version is read before its members, in the same round trip when the copy
+        has aged; only a version that moved since the copy costs a second round trip.
+        """
+        r = self.r
+        pipe = r.pipeline(transaction=False)
+        if members_of is not None:
+            pipe.smembers(members_of)
+        wanted = [*strings, keys.workflows_version()]
+        if at_ms is None:
+            pipe.mget(wanted)
+            *members, values = pipe.execute()
+            return _Read(values[:-1], set(members[0]) if members else set(), values[-1] or "0", {})
+        registry = keys.subscriptions_live()
+        cache = live_cache.for_client(r, registry, int(get_settings().subscriber_ttl_s * 250))
+        pipe.mget([*wanted, keys.subscriptions_version()])
+        aged = cache.aged(at_ms)
+        if aged:
+            subscribers.queue_live_read(pipe, at_ms)
+        replies = pipe.execute()
+        found = set(replies.pop(0)) if members_of is not None else set()
+        values, *read_members = replies
+        version = values[-1]
+        entries = None if aged else cache.entries(version, at_ms)
+        if entries is None:
+            members = read_members[0] if read_members else r.zrangebyscore(registry, at_ms, "+inf", withscores=True)
+            entries = cache.keep(version, at_ms, subscribers.parse_members(members))
+        live = subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
+        return _Read(values[:-2], found, values[-2] or "0", live)
 
     def with_active_runs(self, state: Admission, guards: list[Guard]) -> tuple[Admission, list[Guard]]:
         """``state`` with the records of its active runs, guarded too (what ``replace`` decides on)."""

@@ -444,8 +444,8 @@ def test_a_start_that_loses_a_race_reads_again_and_decides_again() -> None:
     tasks.answers_by_subscriber["busy"] = silent
     original = store.admission
 
-    def racing(name: str, slot: str | None) -> Any:
-        state = original(name, slot)
+    def racing(name: str, slot: str | None, live_at_ms: int | None = None) -> Any:
+        state = original(name, slot, live_at_ms)
         if not store.sets.get("rt:wf:wf:active"):
             store.sets["rt:wf:wf:active"] = {"someone-else"}  # another process admitted a run meanwhile
         return state

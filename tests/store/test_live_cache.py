@@ -72,20 +72,25 @@ class Counting:
         return {k: v for k, v in grown.items() if v}
 
 
+def live(store: RunStore, at_ms: int) -> dict[str, list[Subscription]]:
+    """The live subscriptions as a step transition reads them (beside a record, here none)."""
+    return store.load_with_live("no-such-run", at_ms)[1]
+
+
 def test_a_new_subscription_is_seen_at_once_and_a_renewal_costs_one_mget(r: redis.Redis) -> None:
     store = RunStore(r)
     first, second = sub(unique("a")), sub(unique("b"))
     subscribers.register([first], "worker-1", ttl_s=60, r=r)
     at = now_ms()
-    assert store.live(at) == {first.action: [first]}
+    assert live(store, at) == {first.action: [first]}
 
     subscribers.register([second], "worker-2", ttl_s=60, r=r)  # new: the version moves
-    assert store.live(at + 1) == {first.action: [first], second.action: [second]}
+    assert live(store, at + 1) == {first.action: [first], second.action: [second]}
 
     subscribers.register([first], "worker-1", ttl_s=60, r=r)  # heartbeats: renewals, the version stays
     subscribers.register([second], "worker-2", ttl_s=60, r=r)
     counting = Counting(r)
-    assert store.live(at + 2) == {first.action: [first], second.action: [second]}
+    assert live(store, at + 2) == {first.action: [first], second.action: [second]}
     assert counting.since() == {"mget": 1}
 
 
@@ -95,11 +100,11 @@ def test_a_copy_is_read_again_once_it_is_a_quarter_ttl_old(r: redis.Redis) -> No
     known, hidden = sub(unique("a")), sub(unique("b"))
     subscribers.register([known], "worker-1", ttl_s=60, r=r)
     at = now_ms()
-    assert store.live(at) == {known.action: [known]}
+    assert live(store, at) == {known.action: [known]}
     r.zadd(keys.subscriptions_live(), {f"worker-9|{hidden.model_dump_json()}": at + 60_000})
 
-    assert store.live(at + max_age_ms() - 1) == {known.action: [known]}
-    assert store.live(at + max_age_ms()) == {known.action: [known], hidden.action: [hidden]}
+    assert live(store, at + max_age_ms() - 1) == {known.action: [known]}
+    assert live(store, at + max_age_ms()) == {known.action: [known], hidden.action: [hidden]}
 
 
 def test_a_dropped_subscription_is_gone_at_once_and_a_dead_holder_by_its_expiry(r: redis.Redis) -> None:
@@ -110,13 +115,13 @@ def test_a_dropped_subscription_is_gone_at_once_and_a_dead_holder_by_its_expiry(
     ttl_ms = max_age_ms() // 2
     subscribers.register([dying], "dying", ttl_s=ttl_ms / 1000, r=r)
     at = now_ms()
-    assert set(store.live(at)) == {stopping.action, dying.action, staying.action}
+    assert set(live(store, at)) == {stopping.action, dying.action, staying.action}
 
     subscribers.unregister("stopping", r=r)
-    assert set(store.live(at + 1)) == {dying.action, staying.action}
+    assert set(live(store, at + 1)) == {dying.action, staying.action}
 
     counting = Counting(r)
-    assert set(store.live(at + ttl_ms + 1)) == {staying.action}  # expired in the copy, not read again
+    assert set(live(store, at + ttl_ms + 1)) == {staying.action}  # expired in the copy, not read again
     assert counting.since() == {"mget": 1}
 
 
@@ -125,9 +130,24 @@ def test_a_step_transition_reads_its_record_and_the_version_in_one_command(r: re
     action = sub(unique("a"))
     subscribers.register([action], "worker-1", ttl_s=60, r=r)
     at = now_ms()
-    store.live(at)
+    live(store, at)
     counting = Counting(r)
-    found, live, _ = store.load_with_live("no-such-run", at + 1)
+    found, subs, _ = store.load_with_live("no-such-run", at + 1)
     assert found is None
-    assert live == {action.action: [action]}
+    assert subs == {action.action: [action]}
     assert counting.since() == {"mget": 1}
+
+
+def test_a_dispatching_start_reads_admission_and_live_subscriptions_together(r: redis.Redis) -> None:
+    store = RunStore(r)
+    action = sub(unique("a"))
+    subscribers.register([action], "worker-1", ttl_s=60, r=r)
+    at = now_ms()
+    live(store, at)
+    counting = Counting(r)
+    state, guards, version, found = store.admission(unique("wf"), "slot-1", live_at_ms=at + 1)
+    assert found == {action.action: [action]}
+    assert (state.active, state.queued, state.slot_taken, version) == ((), None, None, "0")
+    assert len(guards) == 3
+    assert counting.since() == {"smembers": 1, "mget": 1}  # one pipeline: one round trip
+    assert store.admission(unique("wf"), None)[3] == {}  # a start that does not dispatch reads no subscriptions
