@@ -127,9 +127,11 @@ class FaultStack:
         return b.start()
 
     def cli(self, *args: str, timeout_s: float = 90, process: bool = False, **env: str) -> Any:
-        """``resoto-tasks ARGS`` against this stack: in this process, or the real executable."""
-        command = resoto_process if process else resoto
-        return command(*args, env={**self.env, **env}, timeout_s=timeout_s)
+        """``resoto-tasks ARGS`` against this stack: in this process, or the real executable
+        (which ``timeout_s`` bounds; a command in this process is bounded by its own options)."""
+        if process:
+            return resoto_process(*args, env={**self.env, **env}, timeout_s=timeout_s)
+        return resoto(*args, env={**self.env, **env})
 
     def start(self, workflow: str) -> str:
         """``resoto-tasks run WORKFLOW --json`` (no wait): the new run's id."""

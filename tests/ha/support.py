@@ -76,9 +76,11 @@ class HaStack:
 
     def cli(self, *args: str, timeout_s: float = 90, process: bool = False) -> Any:
         """``resoto-tasks ARGS`` against this cluster: in this process, or the real executable
-        (from a thread: an in-process command owns the environment while it runs)."""
-        command = resoto_process if process else resoto
-        return command(*args, env=self.env, timeout_s=timeout_s)
+        (from a thread: an in-process command owns the environment while it runs), which
+        ``timeout_s`` bounds."""
+        if process:
+            return resoto_process(*args, env=self.env, timeout_s=timeout_s)
+        return resoto(*args, env=self.env)
 
     def start(self, workflow: str) -> str:
         done = self.cli("run", workflow, "--json")

@@ -44,7 +44,7 @@ class AmqpStack:
             w.wait_ready(40)
 
     def run_and_wait(self, workflow: str, timeout_s: float = 60) -> dict[str, Any]:
-        done = resoto("run", workflow, "--wait", "--json", "--timeout", str(timeout_s), env=self.env, timeout_s=90)
+        done = resoto("run", workflow, "--wait", "--json", "--timeout", str(timeout_s), env=self.env)
         assert done.stdout, done.stderr
         record: dict[str, Any] = json.loads(done.stdout)
         record["_exit"] = done.returncode

@@ -34,14 +34,13 @@ _in_process = threading.Lock()
 
 
 def resoto(
-    *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 60, input_text: str | None = None
+    *args: str, env: Mapping[str, str] | None = None, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``resoto-tasks ARGS`` in this process with ``env`` added to the environment.
 
-    ``timeout_s`` is kept for the signature's sake: an in-process command is bounded by its own
-    options (``run --wait --timeout``) and by pytest-timeout.
+    Nothing can stop it from outside: a command that waits is bounded by its own options
+    (``run --wait --timeout``), and every test by pytest-timeout.
     """
-    del timeout_s
     out, err = io.StringIO(), io.StringIO()
     code: int
     with _in_process, composed_on(env or {}), _restored_logging(), _stdin(input_text):

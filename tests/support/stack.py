@@ -36,12 +36,12 @@ class Stack:
         self.workers.append(w)
         return w
 
-    def cli(self, *args: str, timeout_s: float = 120) -> Any:
-        return resoto(*args, env=self.env, timeout_s=timeout_s)
+    def cli(self, *args: str) -> Any:
+        return resoto(*args, env=self.env)
 
     def run(self, workflow: str = "collect_and_cleanup", timeout_s: float = 120) -> dict[str, Any]:
-        """``resoto-tasks run WORKFLOW --wait --json``: the final run record."""
-        proc = self.cli("run", workflow, "--wait", "--json", timeout_s=timeout_s)
+        """``resoto-tasks run WORKFLOW --wait --json --timeout TIMEOUT_S``: the final run record."""
+        proc = self.cli("run", workflow, "--wait", "--json", "--timeout", str(timeout_s))
         assert proc.stdout, proc.stderr
         record: dict[str, Any] = json.loads(proc.stdout)
         record["_exit"] = proc.returncode
