@@ -125,12 +125,18 @@ def test_a_dropped_subscription_is_gone_at_once_and_a_dead_holder_by_its_expiry(
     assert counting.since() == {"mget": 1}
 
 
-def test_a_step_transition_reads_its_record_and_the_version_in_one_command(r: redis.Redis) -> None:
+def copied(r: redis.Redis) -> tuple[RunStore, Subscription, int]:
+    """A store whose process copy holds one live subscription, read at the returned time."""
     store = RunStore(r)
     action = sub(unique("a"))
     subscribers.register([action], "worker-1", ttl_s=60, r=r)
     at = now_ms()
     live(store, at)
+    return store, action, at
+
+
+def test_a_step_transition_reads_its_record_and_the_version_in_one_command(r: redis.Redis) -> None:
+    store, action, at = copied(r)
     counting = Counting(r)
     found, subs, _ = store.load_with_live("no-such-run", at + 1)
     assert found is None
@@ -139,11 +145,7 @@ def test_a_step_transition_reads_its_record_and_the_version_in_one_command(r: re
 
 
 def test_a_dispatching_start_reads_admission_and_live_subscriptions_together(r: redis.Redis) -> None:
-    store = RunStore(r)
-    action = sub(unique("a"))
-    subscribers.register([action], "worker-1", ttl_s=60, r=r)
-    at = now_ms()
-    live(store, at)
+    store, action, at = copied(r)
     counting = Counting(r)
     state, guards, version, found = store.admission(unique("wf"), "slot-1", live_at_ms=at + 1)
     assert found == {action.action: [action]}
