@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import redis
 from resoto_tasks import runs, runtime
 from resoto_tasks.result_backend import STEP_JOIN_LUA
 from tests.support.redis_server import RedisServer
+from tests.support.workers import BeatProcess, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,151 +53,30 @@ def export_env(url: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Worker:
-    """``celery -A resoto_tasks worker`` as a subprocess in its own process group."""
+class Worker(WorkerProcess):
+    """A benchmark's ``celery -A resoto_tasks worker`` (the tests' worker process): every queue
+    by default, logs in ``bench/results/logs/``, without Celery's worker heartbeat events."""
 
-    queues: str = ALL_QUEUES
-    pool: str = "prefork"
-    concurrency: int = 2
-    loglevel: str = "info"
-    env: dict[str, str] = field(default_factory=dict)
-    name: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:6]}@bench")
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return RESULTS / "logs" / f"{self.name.split('@')[0]}.log"
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "resoto_tasks",
-            "worker",
-            "-Q",
-            self.queues,
-            "-n",
-            self.name,
-            "-P",
-            self.pool,
-            "-c",
-            str(self.concurrency),
-            "-l",
-            self.loglevel,
-            "--without-gossip",
-            "--without-mingle",
+    def __init__(
+        self, queues: str = ALL_QUEUES, pool: str = "prefork", concurrency: int = 2, env: dict[str, str] | None = None
+    ) -> None:
+        short = f"bench{uuid.uuid4().hex[:6]}"
+        super().__init__(
+            queues,
             "--without-heartbeat",
-        ]
-
-    def start(self, timeout_s: float = 30) -> Worker:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=ROOT,
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._wait_ready(timeout_s)
-        return self
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        """Ready once its resoto heartbeat key exists and Celery logged ``ready``."""
-        r = redis.Redis.from_url({**os.environ, **self.env}["RESOTO_REDIS_URL"], decode_responses=True)
-        deadline = time.monotonic() + timeout_s
-        try:
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.tail()}")
-                if r.exists(f"{KEY_PREFIX}:worker:{self.name}") and "ready" in self.tail(4000):
-                    return
-                time.sleep(0.05)
-        finally:
-            r.close()
-        raise TimeoutError(f"worker {self.name} not ready in {timeout_s}s: {self.tail()}")
-
-    def tail(self, size: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-size:]
-        except FileNotFoundError:
-            return ""
-
-    def stop(self, timeout_s: float = 20) -> None:
-        """Warm shutdown (SIGTERM to the group); SIGKILL if it does not end in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            pool=pool,
+            concurrency=concurrency,
+            env=env,
+            name=f"{short}@bench",
+            log_path=RESULTS / "logs" / f"{short}.log",
+        )
 
 
-@dataclass
-class Beat:
-    """``celery -A resoto_tasks beat`` (resoto's redbeat scheduler) as a subprocess in its own group."""
+class Beat(BeatProcess):
+    """A benchmark's ``celery -A resoto_tasks beat`` (the tests' beat process), logs in ``bench/results/logs/``."""
 
-    env: dict[str, str] = field(default_factory=dict)
-    name: str = field(default_factory=lambda: f"beat{uuid.uuid4().hex[:6]}")
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return RESULTS / "logs" / f"{self.name}.log"
-
-    def start(self) -> Beat:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        schedule = RESULTS / "logs" / f"{self.name}-schedule"
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "resoto_tasks", "beat", "-l", "info", "-s", str(schedule)],
-                cwd=ROOT,
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_for(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.log():
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"beat exited with {self.proc.returncode}: {self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"beat did not log {text!r} in {timeout_s}s: {self.log()[-3000:]}")
-            time.sleep(0.1)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout_s: float = 10) -> None:
-        if not self.alive:
-            return
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env, log_dir=RESULTS / "logs")
 
 
 # ---------------------------------------------------------------------------------------------

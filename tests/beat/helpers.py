@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import subprocess
 import time
-import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from resoto_tasks import runs
 from resoto_tasks.models import Run, TriggerKind
-from tests.support.workers import ROOT, GroupProcess, celery_bin
+from tests.support import workers
 
 LOCK_TIMEOUT_S = 5.0
 BEAT_ENV = {
@@ -32,43 +28,11 @@ BEAT_ENV = {
 _SENT = re.compile(r"beat: workflow=(\S+) slot=(\S+) sent")
 
 
-class BeatProcess(GroupProcess):
-    """``celery -A resoto_tasks beat`` in its own process group, logging to a file."""
+class BeatProcess(workers.BeatProcess):
+    """A beat with the test settings (:data:`BEAT_ENV`), what is given in ``env`` over them."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.name = f"beat{uuid.uuid4().hex[:6]}"
-        self.log_path = Path(f"/tmp/resoto-test-{self.name}.log")
-        self.args = [
-            celery_bin(),
-            "-A",
-            "resoto_tasks",
-            "beat",
-            "-l",
-            "info",
-            "-s",
-            f"/tmp/resoto-test-{self.name}-schedule",
-        ]
-        self.env = {**os.environ, **BEAT_ENV, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> BeatProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.args,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        super().__init__(env={**BEAT_ENV, **(env or {})})
 
     @property
     def holds_lock(self) -> bool:
@@ -77,17 +41,6 @@ class BeatProcess(GroupProcess):
     def sent(self, workflow: str) -> list[str]:
         """The slots this beat sent for ``workflow``, from its log."""
         return [slot for name, slot in _SENT.findall(self.log()) if name == workflow]
-
-    def wait_for(self, text: str, timeout_s: float = 15) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"beat exited with {self.proc.returncode}: {self.log()[-3000:]}")
-            time.sleep(0.05)
-        raise TimeoutError(f"{text!r} not in the log of {self.name} after {timeout_s}s: {self.log()[-3000:]}")
 
 
 def time_runs(workflow: str) -> list[Run]:

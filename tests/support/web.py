@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -25,21 +24,15 @@ class WebServer(GroupProcess):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(f"/tmp/resoto-test-web-{uuid.uuid4().hex[:6]}.log")
+        self.name = f"web-{uuid.uuid4().hex[:6]}"
+        self.log_path = Path(f"/tmp/resoto-test-{self.name}.log")
+        self.args = [str(VENV_BIN / "resoto-tasks"), "web", "--port", str(self.port)]
         self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc = None
 
     def start(self, timeout_s: float = 30) -> WebServer:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(VENV_BIN / "resoto-tasks"), "web", "--port", str(self.port)],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.launch()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -52,9 +45,3 @@ class WebServer(GroupProcess):
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"resoto-tasks web not answering after {timeout_s}s: {self.tail()}")
-
-    def tail(self, size: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-size:]
-        except FileNotFoundError:
-            return ""
