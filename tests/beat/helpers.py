@@ -2,9 +2,6 @@
 
 Beats run with a 5 s lock timeout and a 1 s loop, and with the built-in hourly schedule switched
 off, so a test that happens to cross a full hour starts nothing it did not ask for.
-
-Imported by test modules only (never by ``conftest.py`` at import time): ``resoto_tasks`` reads
-its settings once, and must not do so before the session's redis-server URL is exported.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""Helpers for metrics tests: accounts of a provider of their own, expositions parsed and checked.
-
-Not in conftest.py: importing resoto_tasks there would read the settings before ``tests/conftest.py``
-points them at the private Redis, when pytest is given this directory.
-"""
+"""Helpers for metrics tests: accounts of a provider of their own, expositions parsed and checked."""
 
 from __future__ import annotations
 
@@ -18,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from resoto_tasks import celery_app
 from resoto_tasks.store import Resource, ResourceStore
+from tests.support.accounts import resource
 
 PROVIDER = "mtest"
 CTIME = datetime.now(UTC) - timedelta(days=30)
@@ -26,17 +23,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def res(account: str, rid: str, **fields: Any) -> Resource:
-    values: dict[str, Any] = {
-        "id": rid,
-        "kind": "instance",
-        "name": rid,
-        "account": account,
-        "region": "us-east-1",
-        "ctime": CTIME,
-        "provider": PROVIDER,
-    }
-    values.update(fields)
-    return Resource(**values)
+    return resource(PROVIDER, CTIME, account, rid, **fields)
 
 
 def cloud(account: str, instances: int = 3, volumes: int = 2) -> list[Resource]:
