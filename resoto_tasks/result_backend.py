@@ -72,7 +72,8 @@ def step_join_size(group_id: str | None) -> int | None:
     """The number of parts of a step's chord, or None for any other group."""
     if not group_id or not group_id.startswith(STEP_JOIN_PREFIX):
         return None
-    return int(group_id.rsplit(":", 1)[1])
+    size = group_id.rsplit(":", 1)[1]
+    return int(size) if size.isdigit() and int(size) > 0 else None
 
 
 class QuietResults(RedisBackend):  # type: ignore[misc]  # celery is untyped

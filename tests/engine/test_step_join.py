@@ -108,4 +108,6 @@ def test_only_a_step_chord_is_joined_by_the_script() -> None:
     assert step_join_size(step_join_id("20261202-abc", 4, 2, 7)) == 7
     assert step_join_size(str(uuid.uuid4())) is None  # a user's chord: Celery's own join
     assert step_join_size(None) is None
+    assert step_join_size(f"{STEP_JOIN_PREFIX}not-a-step") is None  # never mistaken for one
+    assert step_join_size(f"{STEP_JOIN_PREFIX}r:0:0:0") is None
     assert step_join_id("r", 0, 0, 2).startswith(STEP_JOIN_PREFIX)
