@@ -1,4 +1,4 @@
-"""Celery's Redis result backend, minus what nobody here listens to.
+"""Celery's Redis result backend, minus what nobody here listens to, with one-round-trip step joins.
 
 Celery's Redis backend subscribes (``SUBSCRIBE celery-task-meta-<id>``) to every task a
 non-worker process sends, and publishes every stored result on that channel, so that
