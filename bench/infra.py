@@ -7,7 +7,6 @@ workers it starts, which inherit the environment) at it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import redis
 
 from resoto_tasks import runs, runtime
-from resoto_tasks.result_backend import STEP_JOIN_LUA
+from resoto_tasks.result_backend import STEP_JOIN_LUA, STEP_JOIN_SHA
 from tests.support.redis_server import RedisServer
 from tests.support.workers import BeatProcess, WorkerProcess
 
@@ -158,7 +157,6 @@ HARNESS = "bench harness"
 SIDES = (ENGINE, SCRIPT, SUBSCRIBER, JOIN, JOIN_SCRIPT, CELERY, CELERY_SCRIPT)
 """The sides of :class:`CommandSplit`'s counts that belong to a workflow (the harness does not)."""
 INSIDE = {ENGINE: SCRIPT, JOIN: JOIN_SCRIPT, CELERY: CELERY_SCRIPT, HARNESS: HARNESS}
-STEP_JOIN_SHA = hashlib.sha1(STEP_JOIN_LUA.encode()).hexdigest()
 
 
 def classify(client: str, command: str, prefix: str, harness: set[str], local: set[str]) -> str:

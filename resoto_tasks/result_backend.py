@@ -24,6 +24,7 @@ backend) behind Redis Sentinel.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from functools import cached_property
@@ -58,6 +59,8 @@ return parts
 """Record one part of a step's chord (once per task id: a redelivered task's second answer is
 not counted); when it is the last, return every part and drop them. The set of task ids that
 answered outlives the join, so a late duplicate cannot start it again."""
+STEP_JOIN_SHA = hashlib.sha1(STEP_JOIN_LUA.encode()).hexdigest()
+"""What Redis names the script by (``EVALSHA``)."""
 
 log = logging.getLogger(__name__)
 _quiet = threading.local()

@@ -185,30 +185,31 @@ class RunStore:
         has aged; only a version that moved since the copy costs a second round trip.
         """
         r = self.r
+        cache = live_cache.for_client(r, keys.subscriptions_live(), int(get_settings().subscriber_ttl_s * 250))
         pipe = r.pipeline(transaction=False)
         if members_of is not None:
             pipe.smembers(members_of)
-        wanted = [*strings, keys.workflows_version()]
-        if at_ms is None:
-            pipe.mget(wanted)
-            *members, values = pipe.execute()
-            return _Read(values[:-1], set(members[0]) if members else set(), values[-1] or "0", {})
-        registry = keys.subscriptions_live()
-        cache = live_cache.for_client(r, registry, int(get_settings().subscriber_ttl_s * 250))
-        pipe.mget([*wanted, keys.subscriptions_version()])
-        aged = cache.aged(at_ms)
-        if aged:
+        pipe.mget([*strings, keys.workflows_version(), keys.subscriptions_version()])
+        aged = at_ms is not None and cache.aged(at_ms)
+        if aged and at_ms is not None:
             subscribers.queue_live_read(pipe, at_ms)
         replies = pipe.execute()
-        found = set(replies.pop(0)) if members_of is not None else set()
-        values, *read_members = replies
-        version = values[-1]
-        entries = None if aged else cache.entries(version, at_ms)
+        members = set(replies.pop(0)) if members_of is not None else set()
+        (*strings_read, workflows_version, registry_version), *read_live = replies
+        live = {} if at_ms is None else self._live(cache, registry_version, at_ms, read_live[0] if aged else None)
+        return _Read(strings_read, members, workflows_version or "0", live)
+
+    def _live(
+        self, cache: live_cache.LiveCache, version: str | None, at_ms: int, read: Any
+    ) -> dict[str, list[Subscription]]:
+        """The live subscriptions from this process's copy, or from ``read`` (the registry's members,
+        read with the version because the copy aged), or read now (the version moved)."""
+        entries = None if read is not None else cache.entries(version, at_ms)
         if entries is None:
-            members = read_members[0] if read_members else r.zrangebyscore(registry, at_ms, "+inf", withscores=True)
-            entries = cache.keep(version, at_ms, subscribers.parse_members(members))
-        live = subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
-        return _Read(values[:-2], found, values[-2] or "0", live)
+            if read is None:
+                read = self.r.zrangebyscore(keys.subscriptions_live(), at_ms, "+inf", withscores=True)
+            entries = cache.keep(version, at_ms, subscribers.parse_members(read))
+        return subscribers.by_action(subscribers.newest_live(list(entries), at_ms))
 
     def with_active_runs(self, state: Admission, guards: list[Guard]) -> tuple[Admission, list[Guard]]:
         """``state`` with the records of its active runs, guarded too (what ``replace`` decides on)."""
